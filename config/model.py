@@ -1,0 +1,112 @@
+"""The settings tree. Plain data: no I/O, no environment reads, no behaviour beyond lookups."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal
+
+import msgspec
+
+__all__ = [
+    "AdminSettings",
+    "MeteringSettings",
+    "ModelSettings",
+    "ServerSettings",
+    "Settings",
+    "StoreSettings",
+    "UpstreamSettings",
+]
+
+
+class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Where the gateway listens and how much it accepts."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    #: Request bodies above this are refused with 413 before being read whole.
+    max_body_bytes: int = 16 * 1024 * 1024
+
+
+class StoreSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Where usage and billing records live: ``sqlite:///<path>`` (a relative path is relative
+    to the working directory)."""
+
+    url: str = "sqlite:///./tallygate.db"
+
+
+class UpstreamSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """An LLM provider the gateway forwards to. ``api_key_env`` names the variable holding its
+    key; the key itself is never written in a config file."""
+
+    base_url: str
+    api_key_env: str | None = None
+    #: ``openai``: Bearer auth, ``/v1/...`` paths. ``azure``: ``api-key`` header, deployment
+    #: paths and an ``api-version`` query.
+    kind: Literal["openai", "azure"] = "openai"
+    api_version: str | None = None
+    connect_timeout: float = 10.0
+    read_timeout: float = 600.0
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class ModelSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A served model: where it goes and what its tokens cost (USD per 1M tokens).
+
+    ``cached_input_per_1m`` defaults to the input price (no cache discount known).
+    """
+
+    upstream: str = "openai"
+    #: The upstream's own name when the public name is an alias.
+    upstream_model: str | None = None
+    kind: Literal["chat", "embedding"] = "chat"
+    input_per_1m: Decimal
+    cached_input_per_1m: Decimal | None = None
+    output_per_1m: Decimal | None = None
+    #: tiktoken encoding for the fallback count when the upstream reports no usage.
+    encoding: str | None = None
+
+
+class MeteringSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """How proxied usage becomes billing events, and the default plan built from the catalog."""
+
+    metric_code: str = "llm_tokens"
+    metric_name: str = "LLM tokens"
+    field_name: str = "tokens"
+    model_property: str = "model"
+    type_property: str = "type"
+    #: Emit cached prompt tokens as their own ``cached_input`` type (priced separately).
+    split_cached_input: bool = True
+    plan_code: str = "llm_default"
+    plan_name: str = "LLM usage (per 1,000 tokens)"
+    plan_interval: Literal["weekly", "monthly", "quarterly", "semiannual", "yearly"] = "monthly"
+    currency: str = "USD"
+    #: The seed prices packages of 1,000 tokens; ``standard`` prices each token exactly.
+    charge_model: Literal["package", "standard"] = "package"
+    package_size: int = 1000
+    #: Lago's premium-only behaviour (percentage min/max, graduated_percentage).
+    premium: bool = False
+
+
+class AdminSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The Lago-compatible admin API (``/api/v1``): its Bearer key comes from ``api_key_env``."""
+
+    api_key_env: str = "TALLYGATE_ADMIN_KEY"
+
+
+class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Everything the gateway needs to start. ``secrets`` holds the values of the environment
+    variables that the settings name (filled by the loader, masked when printed)."""
+
+    server: ServerSettings = msgspec.field(default_factory=ServerSettings)
+    store: StoreSettings = msgspec.field(default_factory=StoreSettings)
+    upstreams: dict[str, UpstreamSettings] = msgspec.field(default_factory=dict)
+    models: dict[str, ModelSettings] = msgspec.field(default_factory=dict)
+    metering: MeteringSettings = msgspec.field(default_factory=MeteringSettings)
+    admin: AdminSettings = msgspec.field(default_factory=AdminSettings)
+    secrets: dict[str, str] = msgspec.field(default_factory=dict)
+
+    def secret(self, env_name: str | None) -> str | None:
+        """The value of a named secret variable, or ``None`` when it is unset or empty."""
+        if not env_name:
+            return None
+        return self.secrets.get(env_name) or None

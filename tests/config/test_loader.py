@@ -1,0 +1,158 @@
+"""The settings loader: sources in order, every problem listed, secrets only from the env."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from config import ConfigError, load_settings, masked_settings
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "tallygate.toml"
+    path.write_text(text)
+    return path
+
+
+def test_embedded_defaults_need_no_file() -> None:
+    settings = load_settings(env={})
+    assert (settings.server.host, settings.server.port) == ("127.0.0.1", 8080)
+    assert settings.store.url == "sqlite:///./tallygate.db"
+    assert settings.upstreams["openai"].base_url == "https://api.openai.com/v1"
+    assert settings.upstreams["openai"].api_key_env == "OPENAI_API_KEY"
+    # The seed's table: 8K gpt-4 at $0.03 / $0.06 and gpt-4-32k at $0.06 / $0.12 per 1K.
+    assert settings.models["gpt-4"].input_per_1m / 1000 == Decimal("0.03")
+    assert settings.models["gpt-4"].output_per_1m == Decimal("60")
+    assert settings.models["gpt-4-32k"].input_per_1m / 1000 == Decimal("0.06")
+    assert settings.models["gpt-4-32k"].output_per_1m == Decimal("120")
+    assert settings.models["gpt-4o-mini"].cached_input_per_1m == Decimal("0.075")
+    assert settings.models["text-embedding-3-small"].kind == "embedding"
+    assert settings.metering.metric_code == "llm_tokens"
+    assert settings.metering.field_name == "tokens"
+
+
+def test_file_then_env_override_in_order(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+[server]
+port = 9000
+host = "0.0.0.0"
+
+[models."my-model"]
+upstream = "openai"
+input_per_1m = "0.5"
+output_per_1m = 1.5
+""",
+    )
+    settings = load_settings(path, env={"TALLYGATE_SERVER__PORT": "9100"})
+    assert settings.server.port == 9100  # env beats file
+    assert settings.server.host == "0.0.0.0"  # file beats default
+    assert settings.models["my-model"].output_per_1m == Decimal("1.5")
+    assert "gpt-4o" in settings.models  # file models extend the catalog
+
+
+def test_config_path_from_environment(tmp_path: Path) -> None:
+    path = write(tmp_path, "[server]\nport = 9200\n")
+    assert load_settings(env={"TALLYGATE_CONFIG": str(path)}).server.port == 9200
+
+
+def test_file_may_replace_the_default_catalog(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+use_default_catalog = false
+[upstreams.local]
+base_url = "http://127.0.0.1:8000/v1"
+[models.llama]
+upstream = "local"
+input_per_1m = "0.1"
+output_per_1m = "0.2"
+""",
+    )
+    settings = load_settings(path, env={})
+    assert list(settings.models) == ["llama"]
+    assert list(settings.upstreams) == ["local"]
+
+
+def test_every_problem_is_listed_with_path_expected_and_found(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+[server]
+port = "eighty"
+bogus = 1
+
+[models."gpt-9.1"]
+upstream = "openai"
+input_per_1m = "cheap"
+output_per_1m = "1"
+""",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, env={"TALLYGATE_METERING__CHARGE_MODEL": "flat"})
+    found = {(issue.path, issue.expected, issue.found) for issue in caught.value.issues}
+    assert ("server.port", "int", "str 'eighty'") in found
+    paths = {issue.path for issue in caught.value.issues}
+    assert paths == {
+        "server.port",
+        "server.bogus",
+        "models.gpt-9.1.input_per_1m",
+        "metering.charge_model",
+    }
+    text = str(caught.value)
+    assert "4 problem(s)" in text
+    assert "server.bogus: expected one of the known fields" in text
+
+
+def test_semantic_problems_are_listed_together(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+[server]
+port = 70000
+
+[upstreams.azure]
+base_url = "ftp://example"
+kind = "azure"
+
+[models.orphan]
+upstream = "nowhere"
+input_per_1m = "-1"
+""",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, env={})
+    paths = [issue.path for issue in caught.value.issues]
+    assert sorted(paths) == sorted(
+        [
+            "server.port",
+            "upstreams.azure.base_url",
+            "upstreams.azure.api_version",
+            "models.orphan.upstream",
+            "models.orphan.input_per_1m",
+            "models.orphan.output_per_1m",
+        ]
+    )
+
+
+def test_unreadable_and_invalid_files_are_reported(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        load_settings(tmp_path / "missing.toml", env={})
+    bad = write(tmp_path, "[server\nport = 1")
+    with pytest.raises(ConfigError, match="expected valid TOML"):
+        load_settings(bad, env={})
+
+
+def test_secrets_come_only_from_named_variables(tmp_path: Path) -> None:
+    settings = load_settings(env={"OPENAI_API_KEY": "sk-secret-value", "TALLYGATE_ADMIN_KEY": ""})
+    assert settings.secret("OPENAI_API_KEY") == "sk-secret-value"
+    assert settings.secret("TALLYGATE_ADMIN_KEY") is None
+    printed = masked_settings(settings)
+    assert printed["secrets"] == {"OPENAI_API_KEY": "set", "TALLYGATE_ADMIN_KEY": "unset"}
+    assert "sk-secret-value" not in repr(printed)
+    path = write(tmp_path, '[secrets]\nOPENAI_API_KEY = "sk-in-file"\n')
+    with pytest.raises(ConfigError, match="secrets"):
+        load_settings(path, env={})
