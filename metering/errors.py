@@ -1,0 +1,67 @@
+"""Error categories of the metering core.
+
+They carry no HTTP: the edge (``proxy.errors``) maps each category to a status code and an
+envelope in one table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+__all__ = [
+    "Conflict",
+    "Issues",
+    "MeteringError",
+    "NotAllowed",
+    "NotFound",
+    "StoreUnavailable",
+    "ValidationFailed",
+]
+
+#: Every problem found in one input, Lago-style: field (or nested index) -> list of codes.
+Issues = Mapping[str, "Sequence[str] | Issues"]
+
+
+class MeteringError(Exception):
+    """Base of every error the core raises on purpose."""
+
+
+class NotFound(MeteringError):
+    """A referenced resource does not exist.
+
+    ``resource`` is Lago's singular name (``customer``, ``plan``, ``billable_metric``...).
+    """
+
+    def __init__(self, resource: str, code: str | None = None) -> None:
+        self.resource = resource
+        # Lago's codes are mostly "<resource>_not_found"; a few differ (billable_metrics_not_found).
+        self.code = code or f"{resource}_not_found"
+        super().__init__(self.code)
+
+
+class Conflict(MeteringError):
+    """The request is well formed but clashes with stored state (Lago answers 422 for these)."""
+
+    def __init__(self, issues: Issues) -> None:
+        self.issues = issues
+        super().__init__(str(dict(issues)))
+
+
+class ValidationFailed(MeteringError):
+    """An input broke one or more rules; ``issues`` lists every one of them at once."""
+
+    def __init__(self, issues: Issues) -> None:
+        self.issues = issues
+        super().__init__(str(dict(issues)))
+
+
+class NotAllowed(MeteringError):
+    """The operation is not allowed in the resource's current state (``no_active_subscription``)."""
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+        super().__init__(code)
+
+
+class StoreUnavailable(MeteringError):
+    """The store cannot take writes right now (stalled, locked or full); callers may retry."""
