@@ -1,0 +1,64 @@
+"""Encoding shared by the adapters: integer-microsecond timestamps and msgspec JSON blobs.
+
+Numbers inside free-form JSON (event properties, charge properties) are written as JSON numbers
+and read back as ``Decimal`` so their text survives a round trip exactly (``1.10`` stays
+``1.10``, which matters because Lago compares property values as text).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import msgspec
+
+__all__ = ["JsonCodec", "from_micros", "to_micros"]
+
+T = TypeVar("T")
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def to_micros(moment: datetime) -> int:
+    """Microseconds since the Unix epoch (UTC); a naive datetime is taken as UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    # timedelta floor division is exact integer arithmetic, unlike datetime.timestamp().
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def from_micros(micros: int) -> datetime:
+    """The UTC datetime ``micros`` microseconds after the Unix epoch."""
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+class JsonCodec:
+    """msgspec JSON encoding of records and properties, with Decimal-preserving numbers."""
+
+    def __init__(self) -> None:
+        self._encoder = msgspec.json.Encoder(decimal_format="number")
+        self._properties = msgspec.json.Decoder(dict[str, Any], float_hook=Decimal)
+        self._decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {}
+
+    def encode(self, value: Any) -> bytes:
+        """JSON bytes of a record, a properties dict or any msgspec-encodable value."""
+        return self._encoder.encode(value)
+
+    def encode_text(self, value: Any) -> str:
+        """Like :meth:`encode`, as text (for TEXT columns that SQL may inspect)."""
+        return self._encoder.encode(value).decode()
+
+    def decode(self, data: bytes | str, kind: type[T]) -> T:
+        """A value of type ``kind`` from JSON produced by :meth:`encode`."""
+        decoder = self._decoders.get(kind)
+        if decoder is None:
+            decoder = msgspec.json.Decoder(kind, float_hook=Decimal)
+            self._decoders[kind] = decoder
+        result: T = decoder.decode(data)
+        return result
+
+    def decode_properties(self, data: bytes | str) -> dict[str, Any]:
+        """An event's properties dict from its stored JSON."""
+        return self._properties.decode(data)

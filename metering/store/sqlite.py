@@ -1,0 +1,361 @@
+"""SQLite :class:`~metering.ports.Store` (aiosqlite): the default single-node store.
+
+Two connections to one WAL file: a writer, used under an asyncio lock so each write
+transaction (``BEGIN IMMEDIATE``) is alone on it, and a query-only reader, so reads never see
+a write in progress and never wait for one. ``synchronous=NORMAL``: a committed transaction
+survives a killed process. Any ``sqlite3.OperationalError`` (locked, full, I/O) surfaces as
+:class:`~metering.errors.StoreUnavailable`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TypeVar
+
+import aiosqlite
+
+from metering.errors import StoreUnavailable
+from metering.models import ApiKey, BillableMetric, Customer, Event, Plan, Subscription
+from metering.ports import AggregateQuery, BatchResult, EventBatch, GroupAggregate, Page
+from metering.store import sqlite_query
+from metering.store.codec import JsonCodec, to_micros
+from metering.store.rollups import RollupSpec, rollup_deltas, spec_for
+from metering.store.sqlite_connection import connect, rollback, unavailable
+from metering.store.sqlite_events import (
+    changed_specs,
+    load_specs,
+    rebuild_rollups,
+    stored_params,
+    upsert_rollups,
+    write_batch,
+)
+from metering.store.sqlite_records import RecordTables
+from metering.store.sqlite_schema import migrate
+
+__all__ = ["SQLiteStore"]
+
+T = TypeVar("T")
+
+
+class SQLiteStore:
+    """The SQLite adapter; see the module docstring.
+
+    ``rollup_extra_keys`` are event properties kept in every code's rollups on top of its
+    metric's filter keys (the gateway passes ``("key_id",)`` so per-key usage is a rollup
+    read too). ``busy_timeout`` (seconds) is how long a statement waits for another
+    process's lock before the store reports itself unavailable.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        rollup_extra_keys: Sequence[str] = (),
+        busy_timeout: float = 5.0,
+    ) -> None:
+        self._path = Path(path)
+        self._busy_timeout_ms = max(0, round(busy_timeout * 1000))
+        self._extra_keys = tuple(rollup_extra_keys)
+        self._codec = JsonCodec()
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._write_lock = asyncio.Lock()
+        # code -> spec its rollups are built with; mirrors rollup_specs, changed under the lock.
+        self._specs: dict[str, RollupSpec] = {}
+        self._tables = RecordTables(self._codec)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def open(self) -> None:
+        """Create or open the file, migrate its schema and bring rollups up to date."""
+        if self._writer is not None:
+            raise RuntimeError("SQLiteStore is already open")
+        if str(self._path) == ":memory:":
+            raise ValueError("SQLiteStore needs a file path; use MemoryStore for memory")
+        if not self._path.parent.is_dir():
+            raise FileNotFoundError(
+                f"cannot create {self._path}: directory {self._path.parent} does not exist"
+            )
+        with unavailable():
+            self._writer = await connect(
+                self._path, busy_timeout_ms=self._busy_timeout_ms, query_only=False
+            )
+            opened = False
+            try:
+                await migrate(self._writer)
+                await self._reconcile_rollups()
+                self._reader = await connect(
+                    self._path, busy_timeout_ms=self._busy_timeout_ms, query_only=True
+                )
+                opened = True
+            finally:
+                if not opened:
+                    await self.close()
+
+    async def _reconcile_rollups(self) -> None:
+        # Metrics or rollup_extra_keys may differ from what the rollups were built with.
+        async def reconcile(conn: aiosqlite.Connection) -> dict[str, RollupSpec | None]:
+            current = await load_specs(conn)
+            self._specs = current
+            metrics = await self._tables.metrics.all(conn)
+            wanted = {m.code: spec_for(m, self._extra_keys) for m in metrics}
+            changes = changed_specs(current, wanted)
+            for code, spec in changes.items():
+                await rebuild_rollups(conn, code, spec, self._codec)
+            return changes
+
+        await self._write(reconcile, after_commit=self._apply_specs)
+
+    async def close(self) -> None:
+        """Close both connections (idempotent)."""
+        writer, reader = self._writer, self._reader
+        self._writer = self._reader = None
+        if reader is not None:
+            await reader.close()
+        if writer is not None:
+            await writer.close()
+
+    async def ping(self) -> bool:
+        """Whether the reader answers ``SELECT 1``."""
+        if self._reader is None:
+            return False
+        try:
+            rows = await self._reader.execute_fetchall("SELECT 1")
+        except sqlite3.Error:
+            return False
+        return list(rows) == [(1,)]
+
+    # -- plumbing ----------------------------------------------------------------------------
+    def _apply_specs(self, changes: dict[str, RollupSpec | None]) -> None:
+        for code, spec in changes.items():
+            if spec is None:
+                self._specs.pop(code, None)
+            else:
+                self._specs[code] = spec
+
+    async def _read(self, op: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+        if self._reader is None:
+            raise StoreUnavailable("sqlite store is not open")
+        with unavailable():
+            return await op(self._reader)
+
+    async def _write(
+        self,
+        op: Callable[[aiosqlite.Connection], Awaitable[T]],
+        *,
+        after_commit: Callable[[T], None] | None = None,
+    ) -> T:
+        """Run ``op`` in one ``BEGIN IMMEDIATE`` transaction on the writer, alone on it."""
+        async with self._write_lock:
+            conn = self._writer
+            if conn is None:
+                raise StoreUnavailable("sqlite store is not open")
+            with unavailable():
+                await conn.execute("BEGIN IMMEDIATE")
+                committed = False
+                try:
+                    result = await op(conn)
+                    await conn.execute("COMMIT")
+                    committed = True
+                finally:
+                    if not committed:
+                        await rollback(conn)
+            if after_commit is not None:
+                # Still under the lock: no other write can see the state before this update.
+                after_commit(result)
+            return result
+
+    # -- billable metrics --------------------------------------------------------------------
+    async def put_metric(self, metric: BillableMetric) -> None:
+        """Insert or replace a metric; rebuilds rollups of codes whose spec changes."""
+
+        async def put(conn: aiosqlite.Connection) -> dict[str, RollupSpec | None]:
+            rows = await conn.execute_fetchall(
+                "SELECT code FROM metrics WHERE id = ?", (metric.id,)
+            )
+            old_codes = [row[0] for row in rows]
+            await self._tables.metrics.put(conn, metric)
+            wanted = {metric.code: spec_for(metric, self._extra_keys)}
+            current = {metric.code: self._specs[metric.code]} if metric.code in self._specs else {}
+            for old in old_codes:
+                if old != metric.code and old in self._specs:
+                    current[old] = self._specs[old]  # the code was renamed: drop its rollups
+            changes = changed_specs(current, wanted)
+            for code, spec in changes.items():
+                await rebuild_rollups(conn, code, spec, self._codec)
+            return changes
+
+        await self._write(put, after_commit=self._apply_specs)
+
+    async def get_metric(self, *, id: str | None = None, code: str | None = None) -> BillableMetric:
+        """The metric by id or code (both must match when both are given)."""
+        where = _where(id=id, code=code)
+        return await self._read(lambda conn: self._tables.metrics.get(conn, where))
+
+    async def list_metrics(self, *, page: int = 1, per_page: int = 100) -> Page[BillableMetric]:
+        """Metrics in creation order."""
+        return await self._read(
+            lambda c: self._tables.metrics.page(c, page=page, per_page=per_page)
+        )
+
+    async def delete_metric(self, id: str) -> None:
+        """Remove a metric and its code's rollups (its events stay)."""
+
+        async def delete(conn: aiosqlite.Connection) -> dict[str, RollupSpec | None]:
+            rows = list(await conn.execute_fetchall("SELECT code FROM metrics WHERE id = ?", (id,)))
+            await self._tables.metrics.delete(conn, "id", id)
+            code = rows[0][0]
+            await rebuild_rollups(conn, code, None, self._codec)
+            return {code: None}
+
+        await self._write(delete, after_commit=self._apply_specs)
+
+    # -- plans -------------------------------------------------------------------------------
+    async def put_plan(self, plan: Plan) -> None:
+        """Insert or replace a plan (with its charges); its code is unique."""
+        await self._write(lambda conn: self._tables.plans.put(conn, plan))
+
+    async def get_plan(self, *, id: str | None = None, code: str | None = None) -> Plan:
+        """The plan by id or code."""
+        where = _where(id=id, code=code)
+        return await self._read(lambda conn: self._tables.plans.get(conn, where))
+
+    async def list_plans(self, *, page: int = 1, per_page: int = 100) -> Page[Plan]:
+        """Plans in creation order."""
+        return await self._read(lambda c: self._tables.plans.page(c, page=page, per_page=per_page))
+
+    async def delete_plan(self, id: str) -> None:
+        """Remove a plan."""
+        await self._write(lambda conn: self._tables.plans.delete(conn, "id", id))
+
+    # -- customers ---------------------------------------------------------------------------
+    async def put_customer(self, customer: Customer) -> None:
+        """Insert or replace a customer; its external id is unique."""
+        await self._write(lambda conn: self._tables.customers.put(conn, customer))
+
+    async def get_customer(self, *, external_id: str) -> Customer:
+        """The customer by external id."""
+        where = {"external_id": external_id}
+        return await self._read(lambda conn: self._tables.customers.get(conn, where))
+
+    async def list_customers(self, *, page: int = 1, per_page: int = 100) -> Page[Customer]:
+        """Customers in creation order."""
+        return await self._read(
+            lambda c: self._tables.customers.page(c, page=page, per_page=per_page)
+        )
+
+    async def delete_customer(self, external_id: str) -> None:
+        """Remove a customer by external id."""
+        await self._write(
+            lambda conn: self._tables.customers.delete(conn, "external_id", external_id)
+        )
+
+    # -- subscriptions -----------------------------------------------------------------------
+    async def put_subscription(self, subscription: Subscription) -> None:
+        """Insert or replace a subscription."""
+        await self._write(lambda conn: self._tables.subscriptions.put(conn, subscription))
+
+    async def get_subscription(self, *, external_id: str) -> Subscription:
+        """The newest subscription with this external id."""
+        where = {"external_id": external_id}
+        return await self._read(
+            lambda conn: self._tables.subscriptions.get(conn, where, newest=True)
+        )
+
+    async def list_subscriptions(
+        self,
+        *,
+        external_customer_id: str | None = None,
+        plan_code: str | None = None,
+        statuses: Sequence[str] = (),
+        page: int = 1,
+        per_page: int = 100,
+    ) -> Page[Subscription]:
+        """Subscriptions in creation order, optionally filtered."""
+        where = _where(external_customer_id=external_customer_id, plan_code=plan_code, empty=True)
+        return await self._read(
+            lambda conn: self._tables.subscriptions.page(
+                conn, where=where, any_of=("status", statuses), page=page, per_page=per_page
+            )
+        )
+
+    # -- events ------------------------------------------------------------------------------
+    async def write_batches(self, batches: Sequence[EventBatch]) -> list[BatchResult]:
+        """Store the batches in one transaction, each atomically, with their rollups."""
+        params = stored_params(batches, self._codec)
+
+        async def write(conn: aiosqlite.Connection) -> list[BatchResult]:
+            results: list[BatchResult] = []
+            stored: list[Event] = []
+            for number, (batch, rows) in enumerate(zip(batches, params, strict=True)):
+                result, inserted = await write_batch(conn, batch, rows, f"batch{number}")
+                results.append(result)
+                stored.extend(inserted)
+            await upsert_rollups(conn, rollup_deltas(stored, self._specs))
+            return results
+
+        return await self._write(write)
+
+    async def get_event(
+        self, *, transaction_id: str, external_subscription_id: str | None = None
+    ) -> Event:
+        """The event by transaction id (the first stored one when no subscription is given)."""
+        return await self._read(
+            lambda conn: sqlite_query.get_event(
+                conn,
+                self._codec,
+                transaction_id=transaction_id,
+                external_subscription_id=external_subscription_id,
+            )
+        )
+
+    async def aggregate(self, query: AggregateQuery) -> list[GroupAggregate]:
+        """Count, sum and max per group: whole days and hours from rollups, edges from events."""
+        spec = self._specs.get(query.code)
+        return await self._read(lambda conn: sqlite_query.aggregate(conn, query, spec, self._codec))
+
+    async def list_events(
+        self,
+        *,
+        external_subscription_id: str,
+        code: str,
+        from_ts: datetime | None,
+        to_ts: datetime,
+    ) -> list[Event]:
+        """The matching events in (timestamp, created_at) order."""
+        low = None if from_ts is None else to_micros(from_ts)
+        return await self._read(
+            lambda conn: sqlite_query.list_events(
+                conn,
+                self._codec,
+                external_subscription_id=external_subscription_id,
+                code=code,
+                low=low,
+                high=to_micros(to_ts),
+            )
+        )
+
+    # -- api keys ----------------------------------------------------------------------------
+    async def put_key(self, key: ApiKey) -> None:
+        """Insert or replace a key; its hash is unique."""
+        await self._write(lambda conn: self._tables.keys.put(conn, key))
+
+    async def get_key(self, *, id: str | None = None, key_hash: str | None = None) -> ApiKey:
+        """The key by id or hash."""
+        where = _where(id=id, key_hash=key_hash)
+        return await self._read(lambda conn: self._tables.keys.get(conn, where))
+
+    async def list_keys(self) -> list[ApiKey]:
+        """Every key, newest first."""
+        return await self._read(lambda conn: self._tables.keys.all(conn, newest_first=True))
+
+
+def _where(*, empty: bool = False, **given: str | None) -> dict[str, str]:
+    """The given lookups as ``column -> value``; at least one unless ``empty`` is allowed."""
+    where = {column: value for column, value in given.items() if value is not None}
+    if not where and not empty:
+        raise ValueError(f"give one of: {', '.join(given)}")
+    return where

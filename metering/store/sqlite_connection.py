@@ -1,0 +1,60 @@
+"""Opening SQLite connections the way the adapter needs them, and its error translation."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiosqlite
+
+from metering.errors import StoreUnavailable
+from metering.store.sqlite_events import decimal_functions
+
+__all__ = ["connect", "rollback", "unavailable"]
+
+
+@contextlib.contextmanager
+def unavailable() -> Iterator[None]:
+    """Turn SQLite's operational failures (locked, full, I/O) into StoreUnavailable."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        raise StoreUnavailable(f"sqlite: {exc}") from exc
+
+
+async def rollback(conn: aiosqlite.Connection) -> None:
+    """Roll back the open transaction, if SQLite has not already done so by itself."""
+    if conn.in_transaction:
+        # SQLite may roll back on its own (e.g. on SQLITE_FULL) between the check and here.
+        with contextlib.suppress(sqlite3.OperationalError):
+            await conn.execute("ROLLBACK")
+
+
+async def connect(path: Path, *, busy_timeout_ms: int, query_only: bool) -> aiosqlite.Connection:
+    """A connection in autocommit mode (transactions are explicit), WAL, synchronous=NORMAL.
+
+    The writer (``query_only=False``) gets the exact decimal SQL functions rollups need.
+    """
+    conn = await aiosqlite.connect(path, isolation_level=None, iter_chunk_size=1024)
+    ready = False
+    try:
+        await conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+        await conn.execute("PRAGMA journal_mode = WAL")
+        await conn.execute("PRAGMA synchronous = NORMAL")
+        await conn.execute("PRAGMA foreign_keys = ON")
+        # 8 MiB of page cache per connection (SQLite's default is 2 MiB): index pages of a
+        # large event table stay hot without risking the gateway's memory budget.
+        await conn.execute("PRAGMA cache_size = -8192")
+        if query_only:
+            await conn.execute("PRAGMA query_only = ON")
+        else:
+            decimal_add, decimal_max = decimal_functions()
+            await conn.create_function("decimal_add", 2, decimal_add, deterministic=True)
+            await conn.create_function("decimal_max", 2, decimal_max, deterministic=True)
+        ready = True
+    finally:
+        if not ready:
+            await conn.close()
+    return conn

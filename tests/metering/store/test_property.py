@@ -1,0 +1,175 @@
+"""Property: SQLite's rollup-backed aggregate equals a raw scan computed here, and the fake.
+
+Random events (timestamps over three days, hour and day edges favoured; property values including
+non-numeric and absent ones; random decimals; repeated transaction ids written with SKIP),
+the metric stored before, between or after the batches (rollups built live or rebuilt), and
+random query ranges, aligned or not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import tempfile
+from collections.abc import Sequence
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from metering.models import Event
+from metering.ports import AggregateQuery, DuplicatePolicy, EventBatch, GroupAggregate
+from metering.store.memory import MemoryStore
+from metering.store.sqlite import SQLiteStore
+from metering.values import numeric_value, property_text
+from tests.metering.store.builders import CODE, SUB, T0, event, metric
+
+HOUR = 3_600_000_000
+DAY = 24 * HOUR
+SPAN = 3 * DAY
+MISSING = object()
+
+offsets = st.one_of(
+    st.integers(-HOUR, SPAN + HOUR),
+    st.tuples(st.integers(-1, 4), st.sampled_from([-1, 0, 1])).map(lambda p: p[0] * DAY + p[1]),
+    st.integers(0, 72).map(lambda h: h * HOUR),
+    st.integers(0, 72).map(lambda h: h * HOUR - 1),
+    st.integers(0, 72).map(lambda h: h * HOUR + 1),
+)
+decimals = st.decimals(
+    min_value=-1_000_000, max_value=1_000_000_000, places=6, allow_nan=False, allow_infinity=False
+)
+token_values = st.one_of(
+    st.integers(-1000, 10**9),
+    decimals,
+    decimals.map(lambda d: format(d, "f")),
+    st.sampled_from(["foo", "1e3", ".5", "+5", "", "-0", "7.", None, True, MISSING]),
+)
+properties = st.fixed_dictionaries(
+    {
+        "model": st.sampled_from(["a", "b", 7, None, MISSING]),
+        "type": st.sampled_from(["input", "output", MISSING]),
+        "key_id": st.sampled_from(["k1", "k2", MISSING]),
+        "tokens": token_values,
+    }
+).map(lambda p: {k: v for k, v in p.items() if v is not MISSING})
+events = st.lists(st.tuples(st.integers(0, 150), offsets, properties), max_size=150)
+group_keys = st.lists(
+    st.sampled_from(["model", "type", "key_id", "region"]), unique=True, max_size=3
+).map(tuple)
+queries = st.lists(
+    st.tuples(st.none() | offsets, offsets, group_keys, st.sampled_from(["tokens", None, "x"])),
+    min_size=1,
+    max_size=5,
+)
+
+
+def to_query(raw: tuple[int | None, int, tuple[str, ...], str | None]) -> AggregateQuery:
+    low, high, keys, field = raw
+    return AggregateQuery(
+        external_subscription_id=SUB,
+        code=CODE,
+        from_ts=None if low is None else T0 + timedelta(microseconds=low),
+        to_ts=T0 + timedelta(microseconds=high),
+        field_name=field,
+        group_keys=keys,
+    )
+
+
+def scan(stored: Sequence[Event], query: AggregateQuery) -> list[GroupAggregate]:
+    """The answer by definition, written independently of the adapters' folding code."""
+    groups: dict[tuple[str | None, ...], list[Any]] = {}
+    for e in stored:
+        if (query.from_ts is not None and e.timestamp < query.from_ts) or e.timestamp > query.to_ts:
+            continue
+        key = tuple(property_text(e.properties.get(k)) for k in query.group_keys)
+        g = groups.setdefault(key, [0, 0, Decimal(0), None])
+        g[0] += 1
+        value = (
+            None if query.field_name is None else numeric_value(e.properties.get(query.field_name))
+        )
+        if value is not None:
+            g[1] += 1
+            g[2] += value
+            g[3] = value if g[3] is None else max(g[3], value)
+    return [
+        GroupAggregate(values=k, events=g[0], numeric_events=g[1], total=g[2], maximum=g[3])
+        for k, g in groups.items()
+    ]
+
+
+def canonical(results: list[GroupAggregate]) -> list[tuple[Any, ...]]:
+    return sorted(
+        (
+            (tuple((v is not None, v or "") for v in r.values)),
+            r.events,
+            r.numeric_events,
+            r.total,
+            r.maximum,
+        )
+        for r in results
+    )
+
+
+async def check(
+    drawn: list[tuple[int, int, dict[str, Any]]],
+    cuts: list[int],
+    metric_after: int,
+    raw_queries: list[tuple[int | None, int, tuple[str, ...], str | None]],
+) -> None:
+    written = [
+        event(f"t{txn}", ts=T0 + timedelta(microseconds=offset), properties=props)
+        for txn, offset, props in drawn
+    ]
+    first: dict[str, Event] = {}
+    for e in written:
+        first.setdefault(e.transaction_id, e)  # SKIP keeps the first copy
+    edges = sorted({0, len(written), *(c % (len(written) + 1) for c in cuts)})
+    batches = [
+        EventBatch(events=tuple(written[a:b]), policy=DuplicatePolicy.SKIP)
+        for a, b in itertools.pairwise(edges)
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        sqlite = SQLiteStore(Path(tmp) / "p.db", rollup_extra_keys=("key_id",))
+        memory = MemoryStore()
+        for store in (sqlite, memory):
+            await store.open()
+        try:
+            for n in range(len(batches) + 1):
+                if n == min(metric_after, len(batches)):
+                    for store in (sqlite, memory):
+                        await store.put_metric(metric())
+                if n < len(batches):
+                    for store in (sqlite, memory):
+                        await store.write_batches(batches[n : n + 1])
+            for raw in raw_queries:
+                q = to_query(raw)
+                expected = canonical(scan(list(first.values()), q))
+                assert canonical(await sqlite.aggregate(q)) == expected, q
+                assert canonical(await memory.aggregate(q)) == expected, q
+        finally:
+            for store in (sqlite, memory):
+                await store.close()
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    drawn=events,
+    cuts=st.lists(st.integers(0, 200), max_size=4),
+    metric_after=st.integers(0, 5),
+    raw_queries=queries,
+)
+def test_aggregate_matches_raw_scan(
+    drawn: list[tuple[int, int, dict[str, Any]]],
+    cuts: list[int],
+    metric_after: int,
+    raw_queries: list[tuple[int | None, int, tuple[str, ...], str | None]],
+) -> None:
+    asyncio.run(check(drawn, cuts, metric_after, raw_queries))
