@@ -11,9 +11,10 @@ from collections.abc import Sequence
 
 import uvicorn
 
+from proxy.background import bind_socket
 from proxy.simulator.app import create_app
 from proxy.simulator.config import Faults, SimulatorConfig
-from proxy.simulator.server import bind_socket, uvicorn_config
+from proxy.simulator.server import uvicorn_config
 
 
 def _parser() -> argparse.ArgumentParser:

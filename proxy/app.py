@@ -1,0 +1,97 @@
+"""The composition root: the only place that names concrete adapters and wires the gateway."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+from litestar import Litestar
+from litestar.openapi import OpenAPIConfig
+
+from config import Settings
+from metering.service import MeteringService
+from metering.store.sqlite import SQLiteStore
+from metering.writer import EventWriter
+from proxy.auth import KeyAuthenticator
+from proxy.catalog import ensure_default_catalog
+from proxy.errors import exception_handlers
+from proxy.routes.health import healthz, readyz
+from proxy.routes.openai import chat_completions
+from proxy.routes.usage import key_usage
+from proxy.state import Clock, Gateway, system_clock
+from proxy.tokens import TokenCounter
+from proxy.upstream import UpstreamRouter
+
+__all__ = ["create_app", "sqlite_path"]
+
+log = logging.getLogger("tallygate")
+
+#: Event properties rolled up next to the metric's filter keys, so per-key usage stays cheap.
+ROLLUP_EXTRA_KEYS = ("key_id",)
+
+
+def sqlite_path(url: str) -> Path:
+    """The file of a ``sqlite:///<path>`` URL (``sqlite:////abs`` for absolute paths)."""
+    return Path(url.removeprefix("sqlite:///"))
+
+
+def _warn_unconfigured(settings: Settings) -> None:
+    for name, upstream in settings.upstreams.items():
+        if upstream.api_key_env and not settings.secret(upstream.api_key_env):
+            log.warning(
+                "upstream %r has no API key: set %s; until then its models answer 503",
+                name,
+                upstream.api_key_env,
+            )
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Clock = system_clock,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Litestar:
+    """Build the gateway app. ``transport`` replaces the upstream network (tests, respx)."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        _warn_unconfigured(settings)
+        store = SQLiteStore(sqlite_path(settings.store.url), rollup_extra_keys=ROLLUP_EXTRA_KEYS)
+        await store.open()
+        writer = EventWriter(store)
+        try:
+            await writer.start()
+            await ensure_default_catalog(store, settings, clock())
+            async with httpx.AsyncClient(
+                transport=transport,
+                follow_redirects=False,
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
+            ) as http:
+                app.state.gateway = Gateway(
+                    settings=settings,
+                    store=store,
+                    writer=writer,
+                    service=MeteringService(store, premium=settings.metering.premium),
+                    auth=KeyAuthenticator(store),
+                    router=UpstreamRouter(settings),
+                    http=http,
+                    tokens=TokenCounter(),
+                    clock=clock,
+                )
+                yield
+        finally:
+            # The writer drains its queue before the store closes: no accepted usage is lost.
+            await writer.stop()
+            await store.close()
+
+    return Litestar(
+        route_handlers=[healthz, readyz, chat_completions, key_usage],
+        lifespan=[lifespan],
+        exception_handlers=exception_handlers(),
+        request_max_body_size=settings.server.max_body_bytes,
+        openapi_config=OpenAPIConfig(title="tallygate", version="0.1.0", path="/schema"),
+        debug=False,
+    )

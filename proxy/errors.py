@@ -1,0 +1,154 @@
+"""The one table that maps error categories to HTTP status codes and envelopes.
+
+``/api/v1/*`` (the Lago-compatible admin API) answers in Lago's envelope; everything else in
+OpenAI's ``{"error": {message, type, param, code}}``. Handlers and routes raise categories
+(:class:`GatewayError`, :mod:`metering.errors`); only this module knows about status codes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.types import ExceptionHandlersMap
+
+from metering.errors import (
+    Conflict,
+    MeteringError,
+    NotAllowed,
+    NotFound,
+    StoreUnavailable,
+    ValidationFailed,
+)
+
+__all__ = ["LAGO_PREFIX", "GatewayError", "exception_handlers"]
+
+LAGO_PREFIX = "/api/v1"
+#: Seconds a client should wait before retrying when the store sheds load.
+RETRY_AFTER_SECONDS = 1
+
+
+class GatewayError(Exception):
+    """An error the gateway itself decides (auth, routing, body limits, upstream failures).
+
+    ``kind`` is one of :data:`_GATEWAY_STATUS`'s keys; ``message`` is safe to show a client
+    (it never contains a key or an upstream URL with credentials).
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.kind = kind
+        self.message = message
+        self.code = code
+        self.param = param
+        self.headers = dict(headers or {})
+        super().__init__(message)
+
+
+# kind -> (HTTP status, OpenAI error "type")
+_GATEWAY_STATUS: dict[str, tuple[int, str]] = {
+    "invalid_request": (400, "invalid_request_error"),
+    "unauthorized": (401, "invalid_request_error"),
+    "forbidden": (403, "invalid_request_error"),
+    "not_found": (404, "invalid_request_error"),
+    "method_not_allowed": (405, "invalid_request_error"),
+    "too_large": (413, "invalid_request_error"),
+    "unsupported_media_type": (415, "invalid_request_error"),
+    "upstream_unavailable": (502, "upstream_error"),
+    "upstream_timeout": (504, "upstream_error"),
+    "upstream_not_configured": (503, "upstream_error"),
+    "overloaded": (503, "server_error"),
+}
+
+
+def _openai_body(message: str, type_: str, code: str | None, param: str | None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def _lago_body(status: int, code: str | None = None, details: Any = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"status": status, "error": HTTPStatus(status).phrase}
+    if code is not None:
+        body["code"] = code
+    if details is not None:
+        body["error_details"] = details
+    return body
+
+
+def _json(
+    status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
+) -> Response[bytes]:
+    return Response(
+        msgspec.json.encode(body),
+        status_code=status,
+        media_type="application/json",
+        headers=dict(headers or {}),
+    )
+
+
+def _is_lago(request: Request[Any, Any, Any]) -> bool:
+    return request.url.path.startswith(LAGO_PREFIX)
+
+
+def _handle_gateway(request: Request[Any, Any, Any], exc: GatewayError) -> Response[bytes]:
+    status, type_ = _GATEWAY_STATUS[exc.kind]
+    if _is_lago(request):
+        if status == 400:
+            return _json(status, {"status": 400, "error": exc.message}, exc.headers)
+        return _json(status, _lago_body(status, exc.code), exc.headers)
+    return _json(status, _openai_body(exc.message, type_, exc.code, exc.param), exc.headers)
+
+
+def _handle_metering(request: Request[Any, Any, Any], exc: MeteringError) -> Response[bytes]:
+    headers: dict[str, str] = {}
+    if isinstance(exc, NotFound):
+        status, code, details, message = 404, exc.code, None, f"{exc.resource} not found"
+    elif isinstance(exc, ValidationFailed | Conflict):
+        status, code, details = 422, "validation_errors", dict(exc.issues)
+        message = f"validation failed: {msgspec.json.encode(details).decode()}"
+    elif isinstance(exc, NotAllowed):
+        status, code, details, message = 405, exc.code, None, exc.code
+    elif isinstance(exc, StoreUnavailable):
+        status, code, details = 503, "store_unavailable", None
+        message = "usage store is not accepting writes right now; retry shortly"
+        headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    else:  # a category added to the core without a row here is a bug: surface it as 500
+        status, code, details, message = 500, "internal_error", None, "internal error"
+    if _is_lago(request):
+        return _json(status, _lago_body(status, code, details), headers)
+    type_ = "server_error" if status >= 500 else "invalid_request_error"
+    return _json(status, _openai_body(message, type_, code, None), headers)
+
+
+def _handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    status = exc.status_code
+    headers = dict(exc.headers or {})
+    if _is_lago(request):
+        if isinstance(exc, ValidationException) and status == 400:
+            return _json(400, {"status": 400, "error": f"BadRequest: {exc.detail}"}, headers)
+        return _json(status, _lago_body(status), headers)
+    phrase = HTTPStatus(status).phrase
+    message = exc.detail if exc.detail and exc.detail != phrase else phrase
+    if status == 404:
+        message = f"Unknown request URL: {request.method} {request.url.path}"
+    type_ = "server_error" if status >= 500 else "invalid_request_error"
+    return _json(status, _openai_body(message, type_, None, None), headers)
+
+
+def exception_handlers() -> ExceptionHandlersMap:
+    """The handlers to register on the app: every error response is rendered here."""
+    return {
+        GatewayError: _handle_gateway,
+        MeteringError: _handle_metering,
+        HTTPException: _handle_http,
+    }

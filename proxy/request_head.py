@@ -1,0 +1,74 @@
+"""The few fields of an OpenAI request body the gateway needs (design.md section 3, step 2).
+
+Only ``model``, ``stream``, ``stream_options`` and ``n`` are read with a narrow msgspec Struct;
+the client's original bytes are what goes upstream unless a field must change.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from proxy.errors import GatewayError
+
+__all__ = ["RequestHead", "parse_head", "replace_fields"]
+
+
+class StreamOptions(msgspec.Struct, kw_only=True):
+    """``stream_options``; other keys (e.g. ``include_obfuscation``) are kept in the raw body."""
+
+    include_usage: bool | None = None
+
+
+class RequestHead(msgspec.Struct, kw_only=True):
+    """The routing and metering fields of a request body."""
+
+    model: str
+    stream: bool | None = False
+    stream_options: StreamOptions | None = None
+    n: int | None = None
+
+
+_DECODER = msgspec.json.Decoder(RequestHead)
+
+
+def parse_head(body: bytes) -> RequestHead:
+    """Read the head of a body; a clear 400 in OpenAI's words for anything malformed."""
+    try:
+        head = _DECODER.decode(body)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        if "missing required field `model`" in message:
+            raise GatewayError(
+                "invalid_request",
+                "you must provide a model parameter",
+                code="missing_required_parameter",
+                param="model",
+            ) from None
+        param = message.rsplit("`$.", 1)[-1].rstrip("`") if "`$." in message else None
+        raise GatewayError(
+            "invalid_request", f"Invalid request body: {message}", code="invalid_type", param=param
+        ) from None
+    except msgspec.DecodeError:
+        raise GatewayError(
+            "invalid_request",
+            "We could not parse the JSON body of your request. (HINT: This likely means you "
+            "aren't using your HTTP library correctly. The OpenAI API expects a JSON payload.)",
+            code="invalid_json",
+        ) from None
+    if not head.model:
+        raise GatewayError(
+            "invalid_request",
+            "you must provide a model parameter",
+            code="missing_required_parameter",
+            param="model",
+        )
+    return head
+
+
+def replace_fields(body: bytes, **fields: Any) -> bytes:
+    """The body with some top-level fields set (alias rewrite, injected stream options)."""
+    document = msgspec.json.decode(body)
+    document.update(fields)
+    return msgspec.json.encode(document)

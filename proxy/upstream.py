@@ -1,0 +1,132 @@
+"""Routing a model to its upstream, and the request that goes there.
+
+The upstream URL and key come only from the settings, never from the request. The client's
+``Authorization`` and hop-by-hop headers are never forwarded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import httpx
+import msgspec
+
+from config import ModelSettings, Settings, UpstreamSettings
+from proxy.errors import GatewayError
+
+__all__ = ["ROUTED_RESPONSE_HEADERS", "Route", "UpstreamRouter", "upstream_error"]
+
+# Client headers worth passing on; everything else (Authorization, Cookie, Host, hop-by-hop,
+# tracing of the client's own infrastructure) stays at the gateway.
+_FORWARDED_REQUEST_HEADERS = ("accept", "openai-organization", "openai-project", "openai-beta")
+
+#: Upstream response headers a client of OpenAI relies on (ids, rate limits, processing time).
+ROUTED_RESPONSE_HEADERS = ("openai-", "x-ratelimit-", "retry-after")
+
+
+class Route(msgspec.Struct, frozen=True, kw_only=True):
+    """Where one model's requests go."""
+
+    model: str
+    upstream_name: str
+    upstream: UpstreamSettings
+    upstream_model: str
+    catalog: ModelSettings
+    api_key: str | None
+
+
+class UpstreamRouter:
+    """Resolves public model names to routes, and builds upstream URLs and headers."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._routes: dict[str, Route] = {}
+        for name, model in settings.models.items():
+            upstream = settings.upstreams[model.upstream]
+            self._routes[name] = Route(
+                model=name,
+                upstream_name=model.upstream,
+                upstream=upstream,
+                upstream_model=model.upstream_model or name,
+                catalog=model,
+                api_key=settings.secret(upstream.api_key_env),
+            )
+
+    @property
+    def models(self) -> Mapping[str, Route]:
+        """Every routable public model name."""
+        return self._routes
+
+    def route(self, model: str) -> Route:
+        """The route of a public model name; 404 ``model_not_found`` when it is not served."""
+        found = self._routes.get(model)
+        if found is None:
+            raise GatewayError(
+                "not_found",
+                f"The model `{model}` does not exist or you do not have access to it.",
+                code="model_not_found",
+                param="model",
+            )
+        return found
+
+    def check_configured(self, route: Route) -> None:
+        """Refuse clearly when the upstream's key variable is named but unset."""
+        env = route.upstream.api_key_env
+        if env and not route.api_key:
+            raise GatewayError(
+                "upstream_not_configured",
+                f"The upstream '{route.upstream_name}' for model `{route.model}` has no API key: "
+                f"set the environment variable {env} and restart tallygate.",
+                code="upstream_not_configured",
+            )
+
+    def url(self, route: Route, endpoint: str) -> str:
+        """The upstream URL of an OpenAI endpoint (``chat/completions``...) for this route."""
+        base = route.upstream.base_url.rstrip("/")
+        if route.upstream.kind == "azure":
+            return (
+                f"{base}/openai/deployments/{route.upstream_model}/{endpoint}"
+                f"?api-version={route.upstream.api_version}"
+            )
+        return f"{base}/{endpoint}"
+
+    def headers(self, route: Route, client_headers: Mapping[str, str]) -> dict[str, str]:
+        """Headers for the upstream request: the upstream's own auth, never the client's."""
+        headers = {
+            name: client_headers[name]
+            for name in _FORWARDED_REQUEST_HEADERS
+            if name in client_headers
+        }
+        headers["content-type"] = "application/json"
+        headers.update(route.upstream.headers)
+        if route.api_key:
+            if route.upstream.kind == "azure":
+                headers["api-key"] = route.api_key
+            else:
+                headers["authorization"] = f"Bearer {route.api_key}"
+        return headers
+
+    def timeout(self, route: Route) -> httpx.Timeout:
+        """Per-upstream timeouts: connect separately from the (long) read of a generation."""
+        up = route.upstream
+        return httpx.Timeout(
+            connect=up.connect_timeout,
+            read=up.read_timeout,
+            write=up.read_timeout,
+            pool=up.connect_timeout,
+        )
+
+
+def upstream_error(route: Route, exc: httpx.HTTPError) -> GatewayError:
+    """A client-safe error for a failed upstream call (no URL credentials, no key)."""
+    name = route.upstream_name
+    if isinstance(exc, httpx.TimeoutException):
+        return GatewayError(
+            "upstream_timeout",
+            f"The upstream '{name}' did not answer in time ({type(exc).__name__}).",
+            code="upstream_timeout",
+        )
+    return GatewayError(
+        "upstream_unavailable",
+        f"The upstream '{name}' could not be reached ({type(exc).__name__}).",
+        code="upstream_unavailable",
+    )
