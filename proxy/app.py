@@ -94,4 +94,7 @@ def create_app(
         request_max_body_size=settings.server.max_body_bytes,
         openapi_config=OpenAPIConfig(title="tallygate", version="0.1.0", path="/schema"),
         debug=False,
+        # Logging belongs to the process (``tallygate serve`` sets it up); Litestar's default
+        # would replace the root logger's handlers of whatever process embeds the app.
+        logging_config=None,
     )

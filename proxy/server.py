@@ -1,0 +1,83 @@
+"""``tallygate serve``: the gateway under uvicorn."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from types import FrameType
+
+import uvicorn
+
+from config import Settings
+from proxy.app import create_app, sqlite_path
+from proxy.background import bind_socket
+
+__all__ = ["GatewayServer", "serve"]
+
+
+class GatewayServer(uvicorn.Server):
+    """uvicorn's server, except that a requested shutdown that completes exits with status 0.
+
+    uvicorn re-raises the captured SIGINT/SIGTERM after shutting down, so the process would
+    die by the signal (status -2/-15) even after draining cleanly; supervisors then report a
+    crash. A second SIGINT still forces an immediate exit, as in uvicorn.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """Handle SIGINT/SIGTERM by asking the server to exit (main thread only)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {
+            sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _on_signal(self, sig: int, frame: FrameType | None) -> None:
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+        else:
+            self.should_exit = True
+
+
+def serve(settings: Settings, *, host: str | None = None, port: int | None = None) -> int:
+    """Run the gateway until interrupted; returns the exit status."""
+    db = sqlite_path(settings.store.url)
+    if not db.parent.exists():
+        print(f"tallygate: the store's directory {db.parent} does not exist", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    bind_host = host or settings.server.host
+    bind_port = settings.server.port if port is None else port
+    config = uvicorn.Config(
+        create_app(settings),
+        host=bind_host,
+        port=bind_port,
+        access_log=False,
+        log_level="info",
+        lifespan="on",
+        timeout_graceful_shutdown=30,
+    )
+    logging.getLogger("tallygate").info(
+        "tallygate on http://%s:%d/v1 (store %s)", bind_host, bind_port, db
+    )
+    try:
+        # Our own socket: explicit IPPROTO_TCP so asyncio sets TCP_NODELAY (proxy.background).
+        sock = bind_socket(bind_host, bind_port)
+    except OSError as exc:
+        print(
+            f"tallygate: cannot listen on {bind_host}:{bind_port}: {exc.strerror}", file=sys.stderr
+        )
+        return 2
+    with sock:
+        GatewayServer(config).run(sockets=[sock])
+    return 0
