@@ -18,6 +18,7 @@ from metering.writer import EventWriter
 from proxy.auth import KeyAuthenticator
 from proxy.catalog import ensure_default_catalog
 from proxy.errors import exception_handlers
+from proxy.lago import lago_router
 from proxy.routes.health import healthz, readyz
 from proxy.routes.openai import chat_completions
 from proxy.routes.usage import key_usage
@@ -88,7 +89,7 @@ def create_app(
             await store.close()
 
     return Litestar(
-        route_handlers=[healthz, readyz, chat_completions, key_usage],
+        route_handlers=[healthz, readyz, chat_completions, key_usage, lago_router()],
         lifespan=[lifespan],
         exception_handlers=exception_handlers(),
         request_max_body_size=settings.server.max_body_bytes,

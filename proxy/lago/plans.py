@@ -1,0 +1,10 @@
+"""Lago-compatible admin routes: plans."""
+
+from __future__ import annotations
+
+from litestar.handlers import HTTPRouteHandler
+
+__all__ = ["ROUTES"]
+
+#: The route handlers of this resource, registered by :func:`proxy.lago.lago_router`.
+ROUTES: list[HTTPRouteHandler] = []

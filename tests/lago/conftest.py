@@ -1,0 +1,53 @@
+"""A real gateway with the admin API enabled, for the Lago-compatible routes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+import pytest
+from lago_python_client.client import Client
+
+from config import Settings, load_settings
+from proxy.app import create_app
+from proxy.background import BackgroundServer
+
+ADMIN_KEY = "admin-test-key"
+
+
+class AdminGateway:
+    """A running gateway and how to reach its admin API."""
+
+    def __init__(self, server: BackgroundServer, settings: Settings) -> None:
+        self.server = server
+        self.settings = settings
+
+    @property
+    def api_url(self) -> str:
+        """The Lago API base (``lago-python-client`` appends ``/api/v1/...``)."""
+        return self.server.url
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+@pytest.fixture
+def admin_settings(tmp_path: Path) -> Settings:
+    settings = load_settings(env={"TALLYGATE_STORE__URL": f"sqlite:///{tmp_path / 'lago.db'}"})
+    return msgspec.structs.replace(
+        settings, secrets={**settings.secrets, settings.admin.api_key_env: ADMIN_KEY}
+    )
+
+
+@pytest.fixture
+def admin_gateway(admin_settings: Settings) -> Iterator[AdminGateway]:
+    with BackgroundServer(create_app(admin_settings), lifespan="on", name="gateway") as server:
+        yield AdminGateway(server, admin_settings)
+
+
+@pytest.fixture
+def lago(admin_gateway: AdminGateway) -> Client:
+    """The unmodified lago-python-client pointed at the gateway."""
+    return Client(api_key=ADMIN_KEY, api_url=admin_gateway.api_url)
