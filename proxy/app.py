@@ -71,7 +71,7 @@ def create_app(
                 follow_redirects=False,
                 limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
             ) as http:
-                app.state.gateway = Gateway(
+                app.state.gateway = gateway = Gateway(
                     settings=settings,
                     store=store,
                     writer=writer,
@@ -82,7 +82,11 @@ def create_app(
                     tokens=TokenCounter(),
                     clock=clock,
                 )
-                yield
+                try:
+                    yield
+                finally:
+                    # Metering of cancelled streams still running: finish before the writer.
+                    await gateway.drain_background()
         finally:
             # The writer drains its queue before the store closes: no accepted usage is lost.
             await writer.stop()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import asyncio
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 
@@ -40,3 +42,18 @@ class Gateway:
     http: httpx.AsyncClient
     tokens: TokenCounter
     clock: Clock
+    #: Upstreams that refused an injected ``stream_options`` (fail open, asked once each).
+    rejects_stream_options: set[str] = field(default_factory=set)
+    #: Work that must finish even though its request was cancelled (awaited at shutdown).
+    background: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` to completion independently of the calling request's cancellation."""
+        task = asyncio.get_running_loop().create_task(work)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    async def drain_background(self) -> None:
+        """Wait for every spawned piece of work (shutdown: before the writer stops)."""
+        while self.background:
+            await asyncio.gather(*self.background, return_exceptions=True)

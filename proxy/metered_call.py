@@ -1,0 +1,82 @@
+"""One metered upstream call: who asked, for which route, and how its usage is recorded."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import httpx
+import msgspec
+
+from metering.models import ApiKey
+from metering.ports import DuplicatePolicy, EventBatch
+from proxy.state import Gateway
+from proxy.upstream import ROUTED_RESPONSE_HEADERS, Route
+from proxy.usage import TokenUsage, usage_events
+
+__all__ = ["MeteredCall", "new_request_id"]
+
+
+def new_request_id() -> str:
+    """tallygate's id of one proxied request (the events' transaction ids derive from it)."""
+    return f"req_{uuid.uuid4().hex}"
+
+
+@dataclass(slots=True)
+class MeteredCall:
+    """State of one proxied request, from routing to its committed usage events."""
+
+    gateway: Gateway
+    key: ApiKey
+    route: Route
+    body: bytes
+    started: datetime
+    request_id: str = field(default_factory=new_request_id)
+
+    def response_headers(self, upstream: httpx.Response) -> dict[str, str]:
+        """The upstream's ids and rate-limit headers, plus tallygate's own request id."""
+        headers = {
+            name: value
+            for name, value in upstream.headers.items()
+            if name.startswith(ROUTED_RESPONSE_HEADERS)
+        }
+        if "x-request-id" in upstream.headers:
+            headers["x-upstream-request-id"] = upstream.headers["x-request-id"]
+        headers["x-request-id"] = self.request_id
+        return headers
+
+    async def record(self, usage: TokenUsage) -> None:
+        """Commit the usage as events; returns once they are durable.
+
+        Shielded: a client that disconnects while this runs cancels the request, not the
+        write, so generated tokens are billed even when nobody reads them.
+        """
+        events = usage_events(
+            request_id=self.request_id,
+            key=self.key,
+            model=self.route.model,
+            usage=usage,
+            timestamp=self.started,
+            created_at=self.gateway.clock(),
+            settings=self.gateway.settings.metering,
+        )
+        if not events:
+            return
+        write = asyncio.ensure_future(
+            self.gateway.writer.submit(EventBatch(events=events, policy=DuplicatePolicy.SKIP))
+        )
+        await asyncio.shield(write)
+
+    async def estimate(self, completion_texts: list[str]) -> TokenUsage:
+        """The tiktoken fallback when the upstream reported no usage (flagged as estimated)."""
+        request_doc: Any = msgspec.json.decode(self.body)
+        model = self.route.model
+        tokens = self.gateway.tokens
+        prompt = await tokens.acount_chat_prompt(
+            request_doc.get("messages") or [], model, tools=request_doc.get("tools")
+        )
+        completion = await tokens.acount_completion(completion_texts, model)
+        return TokenUsage(prompt_tokens=prompt, completion_tokens=completion, source="estimated")

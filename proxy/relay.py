@@ -1,0 +1,109 @@
+"""Streaming relay: include_usage injected upstream, chunks forwarded as they arrive, usage
+committed before the stream's final event, and metered even when the stream breaks."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+
+import httpx
+import msgspec
+
+from proxy.metered_call import MeteredCall
+from proxy.request_head import RequestHead, replace_fields
+from proxy.sse import SSEReader
+from proxy.upstream import upstream_error
+
+__all__ = ["open_stream", "relay_stream"]
+
+
+def _rejects_stream_options(status: int, body: bytes) -> bool:
+    return status == 400 and b"stream_options" in body
+
+
+async def open_stream(
+    call: MeteredCall, head: RequestHead, headers: Mapping[str, str]
+) -> tuple[httpx.Response, SSEReader]:
+    """Send the streaming request upstream (with ``include_usage`` unless the upstream is
+    known to refuse it) and return the open response and the reader for its events."""
+    gateway, route = call.gateway, call.route
+    asked = head.stream_options is not None and head.stream_options.include_usage is True
+    inject = route.upstream_name not in gateway.rejects_stream_options
+    body = _with_usage(call.body) if inject else call.body
+    upstream = await _send(call, body, headers)
+    if inject and upstream.status_code == 400:
+        content = await upstream.aread()
+        await upstream.aclose()
+        if not _rejects_stream_options(400, content):
+            return httpx.Response(400, content=content, headers=upstream.headers), SSEReader(
+                strip_usage=not asked
+            )
+        # Fail open, once per upstream: it will be metered by the fallback from now on.
+        gateway.rejects_stream_options.add(route.upstream_name)
+        upstream = await _send(call, call.body, headers)
+    return upstream, SSEReader(strip_usage=not asked)
+
+
+def _with_usage(body: bytes) -> bytes:
+    document = msgspec.json.decode(body)
+    options = document.get("stream_options")
+    merged = {**options} if isinstance(options, dict) else {}
+    merged["include_usage"] = True  # other keys (include_obfuscation...) are kept
+    return replace_fields(body, stream_options=merged)
+
+
+async def _send(call: MeteredCall, body: bytes, headers: Mapping[str, str]) -> httpx.Response:
+    gateway, route = call.gateway, call.route
+    request = gateway.http.build_request(
+        "POST",
+        gateway.router.url(route, "chat/completions"),
+        content=body,
+        headers=dict(headers),
+        timeout=gateway.router.timeout(route),
+    )
+    try:
+        return await gateway.http.send(request, stream=True)
+    except httpx.HTTPError as exc:
+        raise upstream_error(route, exc) from None
+
+
+async def relay_stream(
+    call: MeteredCall, upstream: httpx.Response, reader: SSEReader
+) -> AsyncIterator[bytes]:
+    """Forward the upstream's events; record usage (upstream's, else estimated) exactly once.
+
+    A client disconnect cancels this generator: the ``finally`` still meters what was
+    generated, and the upstream call is closed so generation stops.
+    """
+    recorded = False
+    try:
+        try:
+            async for piece in upstream.aiter_raw():
+                out = reader.feed(piece)
+                if out:
+                    yield out
+        except httpx.HTTPError:
+            # Upstream cut, reset or timed out mid-stream: end the client's stream cleanly
+            # after metering what was produced (OpenAI's SDK reports a truncated stream).
+            pass
+        await _record(call, reader)
+        recorded = True
+        tail = reader.tail()
+        if tail:
+            yield tail
+    finally:
+        if not recorded:
+            # Cancelled (client gone): anything awaited here would be cancelled again, so the
+            # close and the metering run as their own task, awaited at shutdown.
+            call.gateway.spawn(_close_and_record(call, upstream, reader))
+        else:
+            await upstream.aclose()
+
+
+async def _record(call: MeteredCall, reader: SSEReader) -> None:
+    usage = reader.usage() or await call.estimate(reader.texts())
+    await call.record(usage)
+
+
+async def _close_and_record(call: MeteredCall, upstream: httpx.Response, reader: SSEReader) -> None:
+    await upstream.aclose()
+    await _record(call, reader)

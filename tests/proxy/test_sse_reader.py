@@ -1,0 +1,107 @@
+"""The sans-I/O SSE reader, fed real streams split at every byte offset."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from proxy.sse import SSEReader
+
+
+def chunk(payload: object) -> bytes:
+    return b"data: " + msgspec.json.encode(payload) + b"\n\n"
+
+
+def content(text: str, index: int = 0) -> bytes:
+    return chunk({"choices": [{"index": index, "delta": {"content": text}}], "usage": None})
+
+
+USAGE = {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12}
+STREAM = (
+    content("Hel")
+    + content("lo")
+    + content(" you", index=1)
+    + chunk({"choices": [], "usage": USAGE})
+    + b"data: [DONE]\n\n"
+)
+
+
+def read(stream: bytes, split: int, *, strip: bool) -> tuple[bytes, SSEReader]:
+    reader = SSEReader(strip_usage=strip)
+    out = reader.feed(stream[:split]) + reader.feed(stream[split:])
+    return out + reader.tail(), reader
+
+
+@pytest.mark.parametrize("strip", [True, False])
+def test_every_split_point_gives_the_same_result(strip: bool) -> None:
+    expected, _ = read(STREAM, 0, strip=strip)
+    for split in range(len(STREAM) + 1):
+        out, reader = read(STREAM, split, strip=strip)
+        assert out == expected, split
+        usage = reader.usage()
+        assert usage is not None
+        assert (usage.prompt_tokens, usage.completion_tokens) == (9, 3)
+        assert reader.texts() == ["Hello", " you"]
+        assert reader.done
+
+
+def test_usage_chunk_is_stripped_for_clients_that_did_not_ask() -> None:
+    out, _ = read(STREAM, 10, strip=True)
+    assert b'"choices":[]' not in out
+    assert out.endswith(b"data: [DONE]\n\n")
+    out, _ = read(STREAM, 10, strip=False)
+    assert out.count(b'"prompt_tokens":9') == 1
+
+
+def test_usage_on_a_chunk_with_choices_is_removed_not_the_chunk() -> None:
+    stream = chunk({"choices": [{"index": 0, "delta": {"content": "x"}}], "usage": USAGE})
+    out, reader = read(stream, 5, strip=True)
+    assert msgspec.json.decode(out.removeprefix(b"data: ")) == {
+        "choices": [{"index": 0, "delta": {"content": "x"}}]
+    }
+    assert reader.usage() is not None
+
+
+def test_cumulative_usage_takes_the_last_never_a_sum() -> None:
+    stream = b"".join(
+        chunk(
+            {
+                "choices": [{"index": 0, "delta": {"content": "w"}}],
+                "usage": {"prompt_tokens": 5, "completion_tokens": n, "total_tokens": 5 + n},
+            }
+        )
+        for n in range(1, 5)
+    )
+    _, reader = read(stream, 7, strip=True)
+    usage = reader.usage()
+    assert usage is not None
+    assert (usage.prompt_tokens, usage.completion_tokens) == (5, 4)
+
+
+def test_repeated_usage_chunk_reaches_an_asking_client_once() -> None:
+    usage_chunk = chunk({"choices": [], "usage": USAGE})
+    out, _ = read(content("a") + usage_chunk + usage_chunk + b"data: [DONE]\n\n", 3, strip=False)
+    assert out.count(b'"prompt_tokens":9') == 1
+
+
+def test_malformed_lines_are_forwarded_and_counted_and_crlf_works() -> None:
+    stream = b"data: {not json\r\n\r\n" + content("ok").replace(b"\n", b"\r\n")
+    out, reader = read(stream, 4, strip=True)
+    assert reader.malformed == 1
+    assert b"{not json" in out
+    assert reader.texts() == ["ok"]
+
+
+def test_responses_terminal_event_carries_usage() -> None:
+    usage = {"input_tokens": 7, "output_tokens": 2, "total_tokens": 9}
+    stream = (
+        b"event: response.output_text.delta\n"
+        + chunk({"type": "response.output_text.delta", "delta": "hi"})
+        + b"event: response.completed\n"
+        + chunk({"type": "response.completed", "response": {"usage": usage}})
+    )
+    _, reader = read(stream, 11, strip=True)
+    found = reader.usage()
+    assert found is not None
+    assert (found.prompt_tokens, found.completion_tokens) == (7, 2)
+    assert reader.texts() == ["hi"]
