@@ -19,8 +19,8 @@ from proxy.auth import KeyAuthenticator
 from proxy.catalog import ensure_default_catalog
 from proxy.errors import exception_handlers
 from proxy.lago import lago_router
+from proxy.routes import openai as openai_routes
 from proxy.routes.health import healthz, readyz
-from proxy.routes.openai import chat_completions
 from proxy.routes.usage import key_usage
 from proxy.state import Clock, Gateway, system_clock
 from proxy.tokens import TokenCounter
@@ -93,7 +93,7 @@ def create_app(
             await store.close()
 
     return Litestar(
-        route_handlers=[healthz, readyz, chat_completions, key_usage, lago_router()],
+        route_handlers=[healthz, readyz, *openai_routes.ROUTES, key_usage, lago_router()],
         lifespan=[lifespan],
         exception_handlers=exception_handlers(),
         request_max_body_size=settings.server.max_body_bytes,

@@ -14,6 +14,7 @@ import msgspec
 from metering.models import ApiKey
 from metering.ports import DuplicatePolicy, EventBatch
 from proxy.state import Gateway
+from proxy.surfaces import Surface
 from proxy.upstream import ROUTED_RESPONSE_HEADERS, Route
 from proxy.usage import TokenUsage, usage_events
 
@@ -32,6 +33,7 @@ class MeteredCall:
     gateway: Gateway
     key: ApiKey
     route: Route
+    surface: Surface
     body: bytes
     started: datetime
     request_id: str = field(default_factory=new_request_id)
@@ -75,8 +77,6 @@ class MeteredCall:
         request_doc: Any = msgspec.json.decode(self.body)
         model = self.route.model
         tokens = self.gateway.tokens
-        prompt = await tokens.acount_chat_prompt(
-            request_doc.get("messages") or [], model, tools=request_doc.get("tools")
-        )
+        prompt = await self.surface.prompt(tokens, request_doc, model)
         completion = await tokens.acount_completion(completion_texts, model)
         return TokenUsage(prompt_tokens=prompt, completion_tokens=completion, source="estimated")

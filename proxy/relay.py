@@ -27,7 +27,9 @@ async def open_stream(
     known to refuse it) and return the open response and the reader for its events."""
     gateway, route = call.gateway, call.route
     asked = head.stream_options is not None and head.stream_options.include_usage is True
-    inject = route.upstream_name not in gateway.rejects_stream_options
+    inject = (
+        call.surface.injects_usage and route.upstream_name not in gateway.rejects_stream_options
+    )
     body = _with_usage(call.body) if inject else call.body
     upstream = await _send(call, body, headers)
     if inject and upstream.status_code == 400:
@@ -55,7 +57,7 @@ async def _send(call: MeteredCall, body: bytes, headers: Mapping[str, str]) -> h
     gateway, route = call.gateway, call.route
     request = gateway.http.build_request(
         "POST",
-        gateway.router.url(route, "chat/completions"),
+        gateway.router.url(route, call.surface.endpoint),
         content=body,
         headers=dict(headers),
         timeout=gateway.router.timeout(route),

@@ -19,6 +19,8 @@ from proxy.usage import TokenUsage, usage_from_object
 __all__ = ["SSEReader"]
 
 _DONE = b"[DONE]"
+# The Responses API ends with one of these instead of [DONE]; held back the same way.
+_TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 
 class SSEReader:
@@ -78,6 +80,10 @@ class SSEReader:
         if not isinstance(document, dict):
             return event
         self._collect(document)
+        if document.get("type") in _TERMINAL:
+            self.done = True
+            self._held += event
+            return b""
         usage = document.get("usage")
         if usage is not None:
             self._usage = usage

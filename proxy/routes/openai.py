@@ -6,36 +6,44 @@ from typing import Any
 
 import httpx
 import msgspec
-from litestar import Request, Response, post
+from litestar import Request, Response, get, post
+from litestar.params import FromPath
 from litestar.response import Stream
 
+from proxy.errors import GatewayError
 from proxy.metered_call import MeteredCall
 from proxy.relay import open_stream, relay_stream
 from proxy.request_head import parse_head, replace_fields
 from proxy.state import Gateway
+from proxy.surfaces import CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES, Surface
 from proxy.upstream import upstream_error
 from proxy.usage import usage_from_body
 
-__all__ = ["chat_completions"]
+__all__ = ["ROUTES"]
 
 
-@post("/v1/chat/completions", status_code=200)
-async def chat_completions(request: Request[Any, Any, Any]) -> Response[bytes] | Stream:
-    """Forward a chat completion; its tokens are committed before the last byte goes out."""
+async def _proxy(request: Request[Any, Any, Any], surface: Surface) -> Response[bytes] | Stream:
+    """Forward one request; its tokens are committed before the response's last byte."""
     gateway: Gateway = request.app.state.gateway
     key = await gateway.auth.authenticate(request.headers.get("authorization"))
     body = await request.body()
     head = parse_head(body)
+    if head.stream and not surface.streams:
+        raise GatewayError(
+            "invalid_request", f"/{surface.endpoint} does not stream", param="stream"
+        )
     route = gateway.router.route(head.model)
     gateway.router.check_configured(route)
     if route.upstream_model != route.model:
         body = replace_fields(body, model=route.upstream_model)
-    call = MeteredCall(gateway=gateway, key=key, route=route, body=body, started=gateway.clock())
+    call = MeteredCall(
+        gateway=gateway, key=key, route=route, surface=surface, body=body, started=gateway.clock()
+    )
     headers = gateway.router.headers(route, request.headers)
     if head.stream:
         upstream, reader = await open_stream(call, head, headers)
         if not upstream.is_success:
-            return await _plain_error(call, upstream)
+            return await _passthrough(call, upstream)
         return Stream(
             relay_stream(call, upstream, reader),
             status_code=upstream.status_code,
@@ -44,7 +52,7 @@ async def chat_completions(request: Request[Any, Any, Any]) -> Response[bytes] |
         )
     try:
         upstream = await gateway.http.post(
-            gateway.router.url(route, "chat/completions"),
+            gateway.router.url(route, surface.endpoint),
             content=body,
             headers=headers,
             timeout=gateway.router.timeout(route),
@@ -53,7 +61,7 @@ async def chat_completions(request: Request[Any, Any, Any]) -> Response[bytes] |
         raise upstream_error(route, exc) from None
     if upstream.is_success:
         usage = usage_from_body(upstream.content) or await call.estimate(
-            _message_texts(upstream.content)
+            surface.texts(_json_or_none(upstream.content))
         )
         await call.record(usage)
     return Response(
@@ -64,7 +72,7 @@ async def chat_completions(request: Request[Any, Any, Any]) -> Response[bytes] |
     )
 
 
-async def _plain_error(call: MeteredCall, upstream: httpx.Response) -> Response[bytes]:
+async def _passthrough(call: MeteredCall, upstream: httpx.Response) -> Response[bytes]:
     """An upstream refusal of a stream request, passed through; 4xx/5xx meter nothing."""
     content = await upstream.aread()
     await upstream.aclose()
@@ -76,17 +84,63 @@ async def _plain_error(call: MeteredCall, upstream: httpx.Response) -> Response[
     )
 
 
-def _message_texts(response_body: bytes) -> list[str]:
-    """The choices' message texts of a chat completion body, for the fallback count."""
+def _json_or_none(content: bytes) -> Any:
     try:
-        document = msgspec.json.decode(response_body)
+        return msgspec.json.decode(content)
     except msgspec.DecodeError:
-        return []
-    choices = document.get("choices") if isinstance(document, dict) else None
-    texts: list[str] = []
-    for choice in choices if isinstance(choices, list) else []:
-        message = choice.get("message") if isinstance(choice, dict) else None
-        content = message.get("content") if isinstance(message, dict) else None
-        if isinstance(content, str):
-            texts.append(content)
-    return texts
+        return None
+
+
+@post("/v1/chat/completions", status_code=200)
+async def chat_completions(request: Request[Any, Any, Any]) -> Response[bytes] | Stream:
+    """``POST /v1/chat/completions``, plain or streamed."""
+    return await _proxy(request, CHAT)
+
+
+@post("/v1/completions", status_code=200)
+async def completions(request: Request[Any, Any, Any]) -> Response[bytes] | Stream:
+    """``POST /v1/completions`` (legacy), plain or streamed."""
+    return await _proxy(request, COMPLETIONS)
+
+
+@post("/v1/embeddings", status_code=200)
+async def embeddings(request: Request[Any, Any, Any]) -> Response[bytes] | Stream:
+    """``POST /v1/embeddings``."""
+    return await _proxy(request, EMBEDDINGS)
+
+
+@post("/v1/responses", status_code=200)
+async def responses(request: Request[Any, Any, Any]) -> Response[bytes] | Stream:
+    """``POST /v1/responses``, plain or streamed (usage from the terminal event)."""
+    return await _proxy(request, RESPONSES)
+
+
+def _model_object(name: str, owner: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": owner}
+
+
+@get("/v1/models")
+async def list_models(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """The served catalog in OpenAI's list shape."""
+    gateway: Gateway = request.app.state.gateway
+    await gateway.auth.authenticate(request.headers.get("authorization"))
+    return {
+        "object": "list",
+        "data": [
+            _model_object(name, route.upstream_name)
+            for name, route in sorted(gateway.router.models.items())
+        ],
+    }
+
+
+@get("/v1/models/{model_id:path}")
+async def get_model(request: Request[Any, Any, Any], model_id: FromPath[str]) -> dict[str, Any]:
+    """One served model; 404 ``model_not_found`` otherwise."""
+    gateway: Gateway = request.app.state.gateway
+    await gateway.auth.authenticate(request.headers.get("authorization"))
+    route = gateway.router.route(model_id.lstrip("/"))
+    return _model_object(route.model, route.upstream_name)
+
+
+#: Every handler of the OpenAI surface, registered by the app.
+ROUTES = [chat_completions, completions, embeddings, responses, list_models, get_model]

@@ -1,0 +1,97 @@
+"""The OpenAI endpoints the gateway serves, and how each one's tokens are estimated.
+
+Upstream usage always wins; these rules only run when an upstream reported none (see
+reference/openai-usage.md section 3 for the formulas and their limits).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from proxy.tokens import TokenCounter
+
+__all__ = ["CHAT", "COMPLETIONS", "EMBEDDINGS", "RESPONSES", "Surface"]
+
+PromptCounter = Callable[[TokenCounter, dict[str, Any], str], Awaitable[int]]
+
+
+@dataclass(frozen=True, slots=True)
+class Surface:
+    """One proxied endpoint: its path, streaming behaviour and fallback counting."""
+
+    #: Path under the upstream's base URL (and under ``/v1`` here).
+    endpoint: str
+    #: Whether ``stream: true`` is meaningful (embeddings have no stream).
+    streams: bool
+    #: Whether ``stream_options.include_usage`` exists (Responses always send usage).
+    injects_usage: bool
+    prompt: PromptCounter
+    texts: Callable[[Any], list[str]]
+
+
+async def _chat_prompt(counter: TokenCounter, body: dict[str, Any], model: str) -> int:
+    messages = body.get("messages")
+    return await counter.acount_chat_prompt(
+        messages if isinstance(messages, list) else [],
+        model,
+        tools=body.get("tools"),
+        tool_choice=body.get("tool_choice"),
+    )
+
+
+async def _completion_prompt(counter: TokenCounter, body: dict[str, Any], model: str) -> int:
+    return await counter.acount_prompt_input(body.get("prompt", ""), model)
+
+
+async def _embedding_prompt(counter: TokenCounter, body: dict[str, Any], model: str) -> int:
+    return await counter.acount_prompt_input(body.get("input", ""), model)
+
+
+async def _responses_prompt(counter: TokenCounter, body: dict[str, Any], model: str) -> int:
+    return await counter.acount_responses_input(body, model)
+
+
+def _choices(document: Any) -> list[Any]:
+    choices = document.get("choices") if isinstance(document, dict) else None
+    return choices if isinstance(choices, list) else []
+
+
+def _chat_texts(document: Any) -> list[str]:
+    texts = []
+    for choice in _choices(document):
+        message = choice.get("message") if isinstance(choice, dict) else None
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            texts.append(content)
+    return texts
+
+
+def _completion_texts(document: Any) -> list[str]:
+    return [
+        choice["text"]
+        for choice in _choices(document)
+        if isinstance(choice, dict) and isinstance(choice.get("text"), str)
+    ]
+
+
+def _no_texts(document: Any) -> list[str]:
+    return []
+
+
+def _responses_texts(document: Any) -> list[str]:
+    output = document.get("output") if isinstance(document, dict) else None
+    parts: list[str] = []
+    for item in output if isinstance(output, list) else []:
+        content = item.get("content") if isinstance(item, dict) else None
+        for part in content if isinstance(content, list) else []:
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                parts.append(part["text"])
+    return ["".join(parts)] if parts else []
+
+
+CHAT = Surface("chat/completions", True, True, _chat_prompt, _chat_texts)
+COMPLETIONS = Surface("completions", True, True, _completion_prompt, _completion_texts)
+EMBEDDINGS = Surface("embeddings", False, False, _embedding_prompt, _no_texts)
+RESPONSES = Surface("responses", True, False, _responses_prompt, _responses_texts)
