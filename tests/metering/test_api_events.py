@@ -1,0 +1,154 @@
+"""Pure rules of event input: validation, timestamps, batch checks, record building."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from metering.api_events import (
+    MAX_BATCH_EVENTS,
+    build_event,
+    build_events,
+    parse_timestamp,
+    validate_batch,
+    validate_event,
+)
+from metering.errors import ValidationFailed
+
+NOW = datetime(2025, 6, 15, 12, 0, tzinfo=UTC)
+
+
+def _raw(transaction_id: str = "t", **extra: Any) -> dict[str, Any]:
+    return {"transaction_id": transaction_id, "external_subscription_id": "s", "code": "c", **extra}
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (1651240791, datetime(2022, 4, 29, 13, 59, 51, tzinfo=UTC)),
+        ("1651240791.123", datetime(2022, 4, 29, 13, 59, 51, 123000, tzinfo=UTC)),
+        (Decimal("1651240791.5"), datetime(2022, 4, 29, 13, 59, 51, 500000, tzinfo=UTC)),
+        (1651240791.25, datetime(2022, 4, 29, 13, 59, 51, 250000, tzinfo=UTC)),
+        (" 1651240791 ", datetime(2022, 4, 29, 13, 59, 51, tzinfo=UTC)),
+        (None, NOW),
+    ],
+)
+def test_parse_timestamp(value: Any, expected: datetime) -> None:
+    assert parse_timestamp(value, received_at=NOW) == expected
+
+
+@pytest.mark.parametrize(
+    "value", ["2022-04-29T13:59:51Z", "", "abc", True, [], {}, "1e30", Decimal("NaN")]
+)
+def test_parse_timestamp_rejects(value: Any) -> None:
+    with pytest.raises(ValueError, match="timestamp"):
+        parse_timestamp(value, received_at=NOW)
+
+
+def test_validate_collects_every_issue() -> None:
+    issues = validate_event(
+        {
+            "transaction_id": "  ",
+            "timestamp": "now",
+            "properties": [1],
+            "precise_total_amount_cents": "x",
+        }
+    )
+    assert issues == {
+        "transaction_id": ["value_is_mandatory"],
+        "code": ["value_is_mandatory"],
+        "timestamp": ["invalid_format"],
+        "properties": ["value_is_invalid"],
+        "precise_total_amount_cents": ["value_is_invalid"],
+    }
+
+
+def test_valid_event_has_no_issue() -> None:
+    assert validate_event(_raw(timestamp=None, properties=None)) == {}
+    assert validate_event({"transaction_id": "t", "code": "c"}) == {}
+    assert validate_event("event") == {"event": ["value_is_invalid"]}
+
+
+def test_build_event_defaults() -> None:
+    event = build_event(_raw(properties=None, extra="dropped"), id="e-1", now=NOW)
+    assert event.id == "e-1"
+    assert event.timestamp == NOW
+    assert event.created_at == NOW
+    assert event.properties == {}
+    assert event.precise_total_amount_cents is None
+
+
+def test_build_event_keeps_values() -> None:
+    event = build_event(
+        _raw(
+            transaction_id=42,
+            timestamp=1651240791,
+            properties={"tokens": Decimal("12.0")},
+            precise_total_amount_cents=Decimal("12.50"),
+        ),
+        id="e",
+        now=NOW,
+    )
+    assert event.transaction_id == "42"
+    assert event.properties == {"tokens": Decimal("12.0")}
+    assert str(event.properties["tokens"]) == "12.0"
+    assert event.precise_total_amount_cents == "12.50"
+
+
+def test_build_event_refuses_invalid_input() -> None:
+    with pytest.raises(ValidationFailed) as error:
+        build_event({"code": "c"}, id="e", now=NOW)
+    assert error.value.issues == {"transaction_id": ["value_is_mandatory"]}
+
+
+def test_absent_subscription_is_accepted_as_empty() -> None:
+    assert (
+        build_event({"transaction_id": "t", "code": "c"}, id="e", now=NOW).external_subscription_id
+        == ""
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "issues"),
+    [
+        (None, {"events": ["no_events"]}),
+        ([], {"events": ["no_events"]}),
+        ({"a": 1}, {"events": ["value_is_invalid"]}),
+        ([_raw(f"t{i}") for i in range(MAX_BATCH_EVENTS + 1)], {"events": ["too_many_events"]}),
+    ],
+)
+def test_batch_shape(raw: Any, issues: dict[str, Any]) -> None:
+    assert validate_batch(raw) == issues
+
+
+def test_batch_issues_by_index_first_occurrence_wins() -> None:
+    raw = [
+        _raw("a"),
+        _raw("b", timestamp="bad"),
+        _raw("a"),
+        {**_raw("a"), "external_subscription_id": "other"},
+        _raw("b"),
+    ]
+    assert validate_batch(raw) == {
+        "1": {"timestamp": ["invalid_format"]},
+        "2": {"transaction_id": ["value_already_exist"]},
+    }
+
+
+def test_build_events_in_order() -> None:
+    events = build_events([_raw("a"), _raw("b")], ids=["1", "2"], now=NOW)
+    assert [(e.id, e.transaction_id) for e in events] == [("1", "a"), ("2", "b")]
+    assert (
+        len(
+            build_events(
+                [_raw(f"t{i}") for i in range(100)], ids=[str(i) for i in range(100)], now=NOW
+            )
+        )
+        == 100
+    )
+    with pytest.raises(ValidationFailed) as error:
+        build_events([_raw("a"), _raw("a")], ids=["1", "2"], now=NOW)
+    assert error.value.issues == {"1": {"transaction_id": ["value_already_exist"]}}
