@@ -17,7 +17,7 @@ Bucket membership only depends on the text values of the charge's filter keys, s
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 
 import msgspec
 
@@ -118,24 +118,56 @@ def _exclusion(
 
 
 def matching_and_ignored(
-    metric: BillableMetric, charge: Charge, target: ChargeFilter | None
+    metric: BillableMetric,
+    charge: Charge,
+    target: ChargeFilter | None,
+    expanded: Mapping[str, FilterValues] | None = None,
+    candidates: Set[str] | None = None,
 ) -> tuple[FilterValues, list[FilterValues]]:
     """Lago's (matching filters, ignored filters) for one bucket; ``None`` is the default bucket.
 
-    Exclusions come in the charge's filter order, like Lago's ``ignored_filters``.
+    Exclusions come in the charge's filter order, like Lago's ``ignored_filters``. ``expanded``
+    (filter id -> expanded values) saves re-expanding every filter for every bucket, and
+    ``candidates`` (ids that may be children, see :class:`_ValueIndex`) skips the others.
     """
-    matching = expand_filter_values(metric, target) if target is not None else {}
+    if expanded is None:
+        expanded = {f.id: expand_filter_values(metric, f) for f in charge.filters}
+    matching = expanded[target.id] if target is not None else {}
     ignored: list[FilterValues] = []
     for other in charge.filters:
         if target is not None and other.id == target.id:
             continue
-        other_values = expand_filter_values(metric, other)
+        if candidates is not None and other.id not in candidates:
+            continue
+        other_values = expanded[other.id]
         if not _is_child(matching, other_values):
             continue
         exclusion = _exclusion(target, matching, other, other_values)
         if exclusion is not None:
             ignored.append(exclusion)
     return matching, ignored
+
+
+class _ValueIndex:
+    """Which filters hold a value on a key, so a bucket's possible children are found by set
+    intersections instead of testing every pair of filters (a 48-filter plan: 2,300 pairs)."""
+
+    def __init__(self, expanded: Mapping[str, FilterValues]) -> None:
+        self._by_value: dict[tuple[str, str], set[str]] = {}
+        for filter_id, values in expanded.items():
+            for key, accepted in values.items():
+                for value in accepted:
+                    self._by_value.setdefault((key, value), set()).add(filter_id)
+
+    def candidates(self, matching: FilterValues) -> set[str] | None:
+        """Ids sharing at least one value on every key of ``matching`` (None: no key, all)."""
+        found: set[str] | None = None
+        for key, accepted in matching.items():
+            holders: set[str] = set()
+            for value in accepted:
+                holders |= self._by_value.get((key, value), set())
+            found = holders if found is None else found & holders
+        return found
 
 
 class BucketMatcher:
@@ -147,8 +179,13 @@ class BucketMatcher:
 
     def __init__(self, metric: BillableMetric, charge: Charge) -> None:
         buckets: list[Bucket] = []
+        expanded = {f.id: expand_filter_values(metric, f) for f in charge.filters}
+        index = _ValueIndex(expanded)
         for charge_filter in charge.filters:
-            matching, ignored = matching_and_ignored(metric, charge, charge_filter)
+            candidates = index.candidates(expanded[charge_filter.id])
+            matching, ignored = matching_and_ignored(
+                metric, charge, charge_filter, expanded, candidates
+            )
             buckets.append(
                 Bucket(
                     id=charge_filter.id,
@@ -157,7 +194,7 @@ class BucketMatcher:
                     exclusions=tuple(ignored),
                 )
             )
-        _, default_ignored = matching_and_ignored(metric, charge, None)
+        _, default_ignored = matching_and_ignored(metric, charge, None, expanded)
         buckets.append(
             Bucket(id=DEFAULT_BUCKET, filter=None, matching={}, exclusions=tuple(default_ignored))
         )
