@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import msgspec
 import pytest
 from lago_python_client.client import Client
@@ -51,3 +52,12 @@ def admin_gateway(admin_settings: Settings) -> Iterator[AdminGateway]:
 def lago(admin_gateway: AdminGateway) -> Client:
     """The unmodified lago-python-client pointed at the gateway."""
     return Client(api_key=ADMIN_KEY, api_url=admin_gateway.api_url)
+
+
+@pytest.fixture
+def http(admin_gateway: AdminGateway) -> Iterator[httpx.Client]:
+    """A raw HTTP client on ``/api/v1`` with the admin key, for exact envelopes."""
+    with httpx.Client(
+        base_url=f"{admin_gateway.api_url.rstrip('/')}/api/v1", headers=admin_gateway.headers
+    ) as client:
+        yield client

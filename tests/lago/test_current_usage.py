@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,17 +10,7 @@ import pytest
 from lago_python_client.client import Client
 from lago_python_client.exceptions import LagoApiError
 
-from tests.lago.conftest import AdminGateway
-
 NO_ACTIVE = {"status": 405, "error": "Method Not Allowed", "code": "no_active_subscription"}
-
-
-@pytest.fixture
-def http(admin_gateway: AdminGateway) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=f"{admin_gateway.api_url.rstrip('/')}/api/v1", headers=admin_gateway.headers
-    ) as client:
-        yield client
 
 
 def _subscribe(http: httpx.Client, customer: str, external_id: str, **extra: Any) -> None:

@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 from lago_python_client.client import Client
 from lago_python_client.exceptions import LagoApiError
 from lago_python_client.models import Customer
-
-from tests.lago.conftest import AdminGateway
-
-
-@pytest.fixture
-def http(admin_gateway: AdminGateway) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=f"{admin_gateway.api_url.rstrip('/')}/api/v1", headers=admin_gateway.headers
-    ) as client:
-        yield client
 
 
 def test_create_then_upsert_keeps_identity(lago: Client) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -12,14 +11,6 @@ from lago_python_client.exceptions import LagoApiError
 from lago_python_client.models import BatchEvent, Event
 
 from tests.lago.conftest import AdminGateway
-
-
-@pytest.fixture
-def http(admin_gateway: AdminGateway) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=f"{admin_gateway.api_url.rstrip('/')}/api/v1", headers=admin_gateway.headers
-    ) as client:
-        yield client
 
 
 def _event(transaction_id: str, **extra: Any) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,14 +16,6 @@ from metering.models import Interval, Plan
 from metering.store.sqlite import SQLiteStore
 from proxy.app import sqlite_path
 from tests.lago.conftest import AdminGateway
-
-
-@pytest.fixture
-def http(admin_gateway: AdminGateway) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=f"{admin_gateway.api_url.rstrip('/')}/api/v1", headers=admin_gateway.headers
-    ) as client:
-        yield client
 
 
 def _body(**fields: Any) -> dict[str, Any]:
