@@ -44,6 +44,8 @@ class Gateway:
     clock: Clock
     #: Upstreams that refused an injected ``stream_options`` (fail open, asked once each).
     rejects_stream_options: set[str] = field(default_factory=set)
+    #: Serializes the admin API's read-decide-write sequences on customers and subscriptions.
+    records_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     #: Work that must finish even though its request was cancelled (awaited at shutdown).
     background: set[asyncio.Task[None]] = field(default_factory=set)
 

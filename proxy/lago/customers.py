@@ -19,8 +19,6 @@ from proxy.lago.common import gateway_of, lago_json, page_meta, pagination, read
 
 __all__ = ["ROUTES", "customer_json", "records_lock"]
 
-_LOCK_NAME = "lago_records_lock"
-
 
 def records_lock(request: Request[Any, Any, Any]) -> asyncio.Lock:
     """The app's lock around customer and subscription read-decide-write sequences.
@@ -28,12 +26,7 @@ def records_lock(request: Request[Any, Any, Any]) -> asyncio.Lock:
     The store has no constraint for "one live subscription per external id" nor for the
     customers' sequential ids, so those decisions are serialized within the process.
     """
-    state = request.app.state
-    lock = getattr(state, _LOCK_NAME, None)
-    if not isinstance(lock, asyncio.Lock):
-        lock = asyncio.Lock()
-        setattr(state, _LOCK_NAME, lock)
-    return lock
+    return gateway_of(request).records_lock
 
 
 def customer_json(customer: Customer) -> dict[str, Any]:
