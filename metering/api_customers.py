@@ -17,7 +17,7 @@ import msgspec
 from metering.errors import ValidationFailed
 from metering.models import Customer
 
-__all__ = ["build_customer", "valid_timezone", "validate_customer"]
+__all__ = ["build_customer", "known_currency", "valid_timezone", "validate_customer"]
 
 # ISO 4217 active currency codes (funds, metals and test codes left out).
 _ISO_4217 = """
@@ -45,7 +45,7 @@ def valid_timezone(name: str) -> bool:
     return name in _timezones()
 
 
-def _known_currency(code: str) -> bool:
+def known_currency(code: str) -> bool:
     """Whether ``code`` is an ISO 4217 currency (upper case, as Lago requires)."""
     return code in _CURRENCIES
 
@@ -60,7 +60,7 @@ def validate_customer(raw: Mapping[str, Any]) -> dict[str, list[str]]:
     if timezone is not None and not (isinstance(timezone, str) and valid_timezone(timezone)):
         issues["timezone"] = ["invalid_timezone"]
     currency = raw.get("currency")
-    if currency is not None and not (isinstance(currency, str) and _known_currency(currency)):
+    if currency is not None and not (isinstance(currency, str) and known_currency(currency)):
         issues["currency"] = ["value_is_invalid"]
     for field in _TEXT_FIELDS:
         value = raw.get(field)
