@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
+import openai
 import pytest
 
 from config import Settings, load_settings
@@ -37,6 +38,19 @@ class Gateway:
     def __init__(self, server: BackgroundServer, settings: Settings) -> None:
         self.server = server
         self.settings = settings
+        self._clients: list[openai.OpenAI] = []
+
+    def client(self, key: str) -> openai.OpenAI:
+        """An official SDK client with this key, closed when the gateway stops."""
+        client = openai.OpenAI(base_url=self.base_url, api_key=key, max_retries=0)
+        self._clients.append(client)
+        return client
+
+    def close_clients(self) -> None:
+        """Close every SDK client handed out (their sockets must not leak into later tests)."""
+        for client in self._clients:
+            client.close()
+        self._clients.clear()
 
     @property
     def base_url(self) -> str:
@@ -62,7 +76,9 @@ class Gateway:
 @pytest.fixture
 def gateway(settings: Settings) -> Iterator[Gateway]:
     with BackgroundServer(create_app(settings), lifespan="on", name="gateway") as server:
-        yield Gateway(server, settings)
+        running = Gateway(server, settings)
+        yield running
+        running.close_clients()
 
 
 @pytest.fixture

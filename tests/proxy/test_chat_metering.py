@@ -66,7 +66,7 @@ def bucket(usage: dict[str, Any], model: str, token_type: str) -> dict[str, Any]
 
 
 def test_sdk_chat_completion_is_metered_exactly(gateway: Gateway, api_key: str) -> None:
-    client = openai.OpenAI(base_url=gateway.base_url, api_key=api_key, max_retries=0)
+    client = gateway.client(api_key)
     reply = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     assert reply.usage is not None
     prompt, completion = reply.usage.prompt_tokens, reply.usage.completion_tokens
@@ -102,7 +102,7 @@ def test_cached_tokens_are_split_out_and_sum_to_the_total(
     gateway: Gateway, api_key: str, simulator: SimulatorServer
 ) -> None:
     simulator.control.set_faults(cached_tokens=5)
-    client = openai.OpenAI(base_url=gateway.base_url, api_key=api_key, max_retries=0)
+    client = gateway.client(api_key)
     reply = client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
     assert reply.usage is not None
     assert reply.usage.prompt_tokens_details is not None
@@ -148,7 +148,7 @@ def test_keys_sharing_a_subscription_see_their_own_share(gateway: Gateway) -> No
     first = gateway.new_key("shared", name="one")
     second = gateway.new_key("shared", name="two")
     for key, repeat in ((first, 1), (second, 3)):
-        client = openai.OpenAI(base_url=gateway.base_url, api_key=key, max_retries=0)
+        client = gateway.client(key)
         for _ in range(repeat):
             client.chat.completions.create(model="gpt-4.1", messages=MESSAGES)
     one, two = usage_of(gateway, first), usage_of(gateway, second)
@@ -163,7 +163,7 @@ def test_keys_sharing_a_subscription_see_their_own_share(gateway: Gateway) -> No
 
 def test_a_key_never_sees_another_customers_usage(gateway: Gateway) -> None:
     busy, idle = gateway.new_key("busy"), gateway.new_key("idle")
-    client = openai.OpenAI(base_url=gateway.base_url, api_key=busy, max_retries=0)
+    client = gateway.client(busy)
     client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     idle_usage = usage_of(gateway, idle)
     assert idle_usage["customer_usage"]["amount_cents"] == 0
@@ -179,7 +179,7 @@ def test_upstream_without_usage_is_estimated_and_flagged(
     gateway: Gateway, api_key: str, simulator: SimulatorServer
 ) -> None:
     simulator.control.set_faults(no_usage=True)
-    client = openai.OpenAI(base_url=gateway.base_url, api_key=api_key, max_retries=0)
+    client = gateway.client(api_key)
     reply = client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
     assert reply.usage is None
     rows = usage_of(gateway, api_key)["key_usage"]["breakdown"]
@@ -214,10 +214,10 @@ def test_bad_keys_get_401_and_nothing_is_forwarded(
 
 
 def test_sdk_sees_authentication_and_not_found_errors(gateway: Gateway, api_key: str) -> None:
-    bad = openai.OpenAI(base_url=gateway.base_url, api_key="tg-wrong", max_retries=0)
+    bad = gateway.client("tg-wrong")
     with pytest.raises(openai.AuthenticationError):
         bad.chat.completions.create(model="gpt-4o", messages=MESSAGES)
-    good = openai.OpenAI(base_url=gateway.base_url, api_key=api_key, max_retries=0)
+    good = gateway.client(api_key)
     with pytest.raises(openai.NotFoundError) as caught:
         good.chat.completions.create(model="gpt-99", messages=MESSAGES)
     assert caught.value.code == "model_not_found"
@@ -250,7 +250,7 @@ def test_malformed_bodies_get_400_in_openai_envelope(
 def test_upstream_errors_pass_through_and_meter_nothing(
     gateway: Gateway, api_key: str, simulator: SimulatorServer
 ) -> None:
-    client = openai.OpenAI(base_url=gateway.base_url, api_key=api_key, max_retries=0)
+    client = gateway.client(api_key)
     simulator.control.set_faults(status=429, retry_after=7, times=1)
     with pytest.raises(openai.RateLimitError) as limited:
         client.chat.completions.create(model="gpt-4o", messages=MESSAGES)

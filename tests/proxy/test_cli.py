@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import httpx
-import openai
 import pytest
 
 from proxy.cli import main
@@ -112,7 +111,7 @@ def test_console_script_runs(tmp_path: Path) -> None:
 
 def test_cli_revocation_reaches_a_running_gateway(gateway: Gateway) -> None:
     key = gateway.new_key("revokee")
-    client = openai.OpenAI(base_url=gateway.base_url, api_key=key, max_retries=0)
+    client = gateway.client(key)
     client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
     db = gateway.settings.store.url.removeprefix("sqlite:///")
     cfg = config_file(Path(db).parent, Path(db))

@@ -73,10 +73,10 @@ def test_demo_answers_curl_and_sdk_and_usage_matches(tmp_path: Path) -> None:
             ["bash", "-c", curl], capture_output=True, text=True, timeout=30, check=True
         )
         curl_usage = httpx.Response(200, content=result.stdout).json()["usage"]
-        client = openai.OpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0)
-        reply = client.chat.completions.create(
-            model="gpt-4o-mini", messages=[{"role": "user", "content": "Hello there"}]
-        )
+        with openai.OpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0) as client:
+            reply = client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "Hello there"}]
+            )
         assert reply.usage is not None
         usage = httpx.get(f"{base}/v1/usage", headers={"Authorization": f"Bearer {key}"}).json()
         rows = {(r["model"], r["type"]): r["tokens"] for r in usage["key_usage"]["breakdown"]}

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import httpx
 import msgspec
-import openai
 import pytest
 
 from config import ModelSettings, Settings, UpstreamSettings, load_settings
@@ -67,14 +66,16 @@ def routed(tmp_path: Path, azure_sim: SimulatorServer) -> Iterator[Gateway]:
         },
     )
     with BackgroundServer(create_app(settings), lifespan="on") as server:
-        yield Gateway(server, settings)
+        running = Gateway(server, settings)
+        yield running
+        running.close_clients()
 
 
 def test_azure_deployment_routing_and_alias_metering(
     routed: Gateway, azure_sim: SimulatorServer
 ) -> None:
     key = routed.new_key("azure-team")
-    client = openai.OpenAI(base_url=routed.base_url, api_key=key, max_retries=0)
+    client = routed.client(key)
     reply = client.chat.completions.create(model="team-gpt", messages=MESSAGES)
     assert reply.usage is not None
     (sent,) = azure_sim.control.requests()

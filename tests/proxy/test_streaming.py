@@ -21,7 +21,7 @@ def rows(gateway: Gateway, key: str) -> dict[str, Any]:
 def test_stream_without_include_usage_is_metered_and_clean(
     gateway: Gateway, api_key: str, simulator: SimulatorServer
 ) -> None:
-    client = openai.OpenAI(base_url=gateway.base_url, api_key=api_key, max_retries=0)
+    client = gateway.client(api_key)
     chunks = list(client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True))
     assert all(c.choices for c in chunks)  # no choices == [] chunk reaches this client
     assert all(c.usage is None for c in chunks)
@@ -38,7 +38,7 @@ def test_stream_with_include_usage_gets_exactly_one_usage_chunk(
     gateway: Gateway, api_key: str, simulator: SimulatorServer
 ) -> None:
     simulator.control.set_faults(usage_twice=True)
-    client = openai.OpenAI(base_url=gateway.base_url, api_key=api_key, max_retries=0)
+    client = gateway.client(api_key)
     chunks = list(
         client.chat.completions.create(
             model="gpt-4o",
@@ -80,7 +80,7 @@ def test_upstream_rejecting_stream_options_is_retried_once_and_remembered(
     gateway: Gateway, api_key: str, simulator: SimulatorServer
 ) -> None:
     simulator.control.set_faults(reject_stream_options=True)
-    client = openai.OpenAI(base_url=gateway.base_url, api_key=api_key, max_retries=0)
+    client = gateway.client(api_key)
     for _ in range(2):
         text = "".join(
             c.choices[0].delta.content or ""
@@ -101,7 +101,7 @@ def test_stream_cut_by_upstream_meters_what_was_streamed(
     gateway: Gateway, api_key: str, simulator: SimulatorServer
 ) -> None:
     simulator.control.set_faults(cut_after=5)
-    client = openai.OpenAI(base_url=gateway.base_url, api_key=api_key, max_retries=0)
+    client = gateway.client(api_key)
     received = []
     for c in client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True):
         if c.choices and c.choices[0].delta.content:

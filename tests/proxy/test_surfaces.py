@@ -13,7 +13,7 @@ from tests.proxy.test_chat_metering import usage_of
 
 @pytest.fixture
 def client(gateway: Gateway, api_key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.base_url, api_key=api_key, max_retries=0)
+    return gateway.client(api_key)
 
 
 def breakdown(gateway: Gateway, key: str) -> dict[tuple[str, str], int]:
