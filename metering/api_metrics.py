@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from metering.errors import ValidationFailed
+from metering.errors import IssueMap, ValidationFailed, add_issue
 from metering.models import AggregationType, BillableMetric, MetricFilter, RoundingFunction
 
 __all__ = ["METRIC_FIELDS", "build_metric", "merged_input", "metric_issues"]
@@ -42,8 +42,6 @@ METRIC_FIELDS = frozenset(
 _NOT_RECURRING = frozenset({AggregationType.COUNT, AggregationType.MAX, AggregationType.LATEST})
 _WEIGHTED_INTERVALS = frozenset({"seconds"})
 
-Issues = dict[str, Any]
-
 
 def _text(value: Any) -> bool:
     return isinstance(value, str) and bool(value.strip())
@@ -53,36 +51,32 @@ def _optional_text(value: Any) -> bool:
     return value is None or isinstance(value, str)
 
 
-def _add(issues: Issues, field: str, code: str) -> None:
-    issues.setdefault(field, []).append(code)
-
-
-def _filter_issues(raw: Any) -> tuple[Issues, list[MetricFilter]]:
+def _filter_issues(raw: Any) -> tuple[IssueMap, list[MetricFilter]]:
     """Issues of the ``filters`` list (nested by index) and the filters it holds, ordered by key."""
     if raw is None:
         return {}, []
     if not isinstance(raw, list):
         return {"filters": ["value_is_invalid"]}, []
-    nested: dict[str, Issues] = {}
+    nested: dict[str, IssueMap] = {}
     found: list[MetricFilter] = []
     seen: set[str] = set()
     for index, item in enumerate(raw):
-        here: Issues = {}
+        here: IssueMap = {}
         if not isinstance(item, Mapping):
             nested[str(index)] = {"filter": ["value_is_invalid"]}
             continue
         for key in sorted(set(item) - {"key", "values"}):
-            _add(here, key, "unknown_field")
+            add_issue(here, key, "unknown_field")
         key = item.get("key")
         if not _text(key):
-            _add(here, "key", "value_is_mandatory")
+            add_issue(here, "key", "value_is_mandatory")
         elif key in seen:
-            _add(here, "key", "value_already_exist")
+            add_issue(here, "key", "value_already_exist")
         values = item.get("values")
         if not isinstance(values, list) or not values:
-            _add(here, "values", "value_is_mandatory")
+            add_issue(here, "values", "value_is_mandatory")
         elif not all(isinstance(v, str) and v != "" for v in values):
-            _add(here, "values", "value_is_invalid")
+            add_issue(here, "values", "value_is_invalid")
         if here:
             nested[str(index)] = here
             continue
@@ -96,47 +90,47 @@ def _filter_issues(raw: Any) -> tuple[Issues, list[MetricFilter]]:
     return {}, sorted(found, key=lambda f: f.key)
 
 
-def metric_issues(raw: Mapping[str, Any], *, code_taken: bool = False) -> Issues:
+def metric_issues(raw: Mapping[str, Any], *, code_taken: bool = False) -> IssueMap:
     """Every problem of a complete metric input (an update already merged over the record)."""
-    issues: Issues = {}
+    issues: IssueMap = {}
     for key in sorted(set(raw) - METRIC_FIELDS):
-        _add(issues, key, "unknown_field")
+        add_issue(issues, key, "unknown_field")
     if not _text(raw.get("name")):
-        _add(issues, "name", "value_is_mandatory")
+        add_issue(issues, "name", "value_is_mandatory")
     if not _text(raw.get("code")):
-        _add(issues, "code", "value_is_mandatory")
+        add_issue(issues, "code", "value_is_mandatory")
     elif code_taken:
-        _add(issues, "code", "value_already_exist")
+        add_issue(issues, "code", "value_already_exist")
     if not _optional_text(raw.get("description")):
-        _add(issues, "description", "value_is_invalid")
+        add_issue(issues, "description", "value_is_invalid")
     aggregation = _aggregation(raw.get("aggregation_type"))
     if aggregation is None:
         code = (
             "not_supported" if raw.get("aggregation_type") == "custom_agg" else "value_is_invalid"
         )
-        _add(issues, "aggregation_type", code)
+        add_issue(issues, "aggregation_type", code)
     field_name = raw.get("field_name")
     if aggregation is not AggregationType.COUNT and aggregation is not None:
         if not _text(field_name):
-            _add(issues, "field_name", "value_is_mandatory")
+            add_issue(issues, "field_name", "value_is_mandatory")
     elif not _optional_text(field_name):
-        _add(issues, "field_name", "value_is_invalid")
+        add_issue(issues, "field_name", "value_is_invalid")
     recurring = raw.get("recurring")
     if recurring is not None and not isinstance(recurring, bool):
-        _add(issues, "recurring", "value_is_invalid")
+        add_issue(issues, "recurring", "value_is_invalid")
     elif recurring and aggregation in _NOT_RECURRING:
-        _add(issues, "recurring", "not_compatible_with_aggregation_type")
+        add_issue(issues, "recurring", "not_compatible_with_aggregation_type")
     weighted = raw.get("weighted_interval")
     if aggregation is AggregationType.WEIGHTED_SUM and weighted not in (None, *_WEIGHTED_INTERVALS):
-        _add(issues, "weighted_interval", "value_is_invalid")
+        add_issue(issues, "weighted_interval", "value_is_invalid")
     rounding = raw.get("rounding_function")
     if rounding is not None and rounding not in {r.value for r in RoundingFunction}:
-        _add(issues, "rounding_function", "value_is_invalid")
+        add_issue(issues, "rounding_function", "value_is_invalid")
     precision = raw.get("rounding_precision")
     if precision is not None and (not isinstance(precision, int) or isinstance(precision, bool)):
-        _add(issues, "rounding_precision", "value_is_invalid")
+        add_issue(issues, "rounding_precision", "value_is_invalid")
     if raw.get("expression") not in (None, ""):
-        _add(issues, "expression", "not_supported")
+        add_issue(issues, "expression", "not_supported")
     filter_issues, _ = _filter_issues(raw.get("filters"))
     issues.update(filter_issues)
     return issues

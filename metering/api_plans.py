@@ -40,7 +40,7 @@ from metering.charge_models.validation import (
     validate_charge_model,
     validate_properties,
 )
-from metering.errors import ValidationFailed
+from metering.errors import IssueMap, ValidationFailed, add_issue
 from metering.models import (
     ALL_FILTER_VALUES,
     BillableMetric,
@@ -108,12 +108,7 @@ CHARGE_FILTER_FIELDS = frozenset(
     {"invoice_display_name", "properties", "values", "cascade_updates"}
 )
 
-Issues = dict[str, Any]
 NewId = Callable[[], str]
-
-
-def _add(issues: Issues, field: str, code: str) -> None:
-    issues.setdefault(field, []).append(code)
 
 
 def _text(value: Any) -> bool:
@@ -124,9 +119,9 @@ def _is_int(value: Any, minimum: int = 0) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
 
 
-def _unknown(issues: Issues, raw: Mapping[str, Any], allowed: frozenset[str]) -> None:
+def _unknown(issues: IssueMap, raw: Mapping[str, Any], allowed: frozenset[str]) -> None:
     for key in sorted(set(raw) - allowed):
-        _add(issues, key, "unknown_field")
+        add_issue(issues, key, "unknown_field")
 
 
 def _empty(value: Any) -> bool:
@@ -134,10 +129,10 @@ def _empty(value: Any) -> bool:
     return value is None or value is False or (isinstance(value, list | dict) and not value)
 
 
-def _check_optional(issues: Issues, raw: Mapping[str, Any], field: str, kind: type) -> None:
+def _check_optional(issues: IssueMap, raw: Mapping[str, Any], field: str, kind: type) -> None:
     value = raw.get(field)
     if value is not None and (not isinstance(value, kind) or (kind is int and value is True)):
-        _add(issues, field, "value_is_invalid")
+        add_issue(issues, field, "value_is_invalid")
 
 
 def referenced_metric_ids(raw: Mapping[str, Any]) -> list[str]:
@@ -153,32 +148,32 @@ def referenced_metric_ids(raw: Mapping[str, Any]) -> list[str]:
     return found
 
 
-def _plan_issues(raw: Mapping[str, Any], *, code_taken: bool) -> Issues:
-    issues: Issues = {}
+def _plan_issues(raw: Mapping[str, Any], *, code_taken: bool) -> IssueMap:
+    issues: IssueMap = {}
     _unknown(issues, raw, PLAN_FIELDS)
     if not _text(raw.get("name")):
-        _add(issues, "name", "value_is_mandatory")
+        add_issue(issues, "name", "value_is_mandatory")
     if not _text(raw.get("code")):
-        _add(issues, "code", "value_is_mandatory")
+        add_issue(issues, "code", "value_is_mandatory")
     elif code_taken:
-        _add(issues, "code", "value_already_exist")
+        add_issue(issues, "code", "value_already_exist")
     if raw.get("interval") not in {i.value for i in Interval}:
-        _add(issues, "interval", "value_is_invalid")
+        add_issue(issues, "interval", "value_is_invalid")
     amount = raw.get("amount_cents")
     if amount is None:
-        _add(issues, "amount_cents", "value_is_mandatory")
+        add_issue(issues, "amount_cents", "value_is_mandatory")
     elif not _is_int(amount):
-        _add(issues, "amount_cents", "value_is_invalid")
+        add_issue(issues, "amount_cents", "value_is_invalid")
     currency = raw.get("amount_currency")
     if currency is None:
-        _add(issues, "amount_currency", "value_is_mandatory")
+        add_issue(issues, "amount_currency", "value_is_mandatory")
     elif not (isinstance(currency, str) and known_currency(currency)):
-        _add(issues, "amount_currency", "value_is_invalid")
+        add_issue(issues, "amount_currency", "value_is_invalid")
     trial = raw.get("trial_period")
     if trial is not None and not (
         isinstance(trial, int | float | Decimal) and not isinstance(trial, bool) and trial >= 0
     ):
-        _add(issues, "trial_period", "value_is_invalid")
+        add_issue(issues, "trial_period", "value_is_invalid")
     for field in ("pay_in_advance", "bill_charges_monthly", "cascade_updates"):
         _check_optional(issues, raw, field, bool)
     for field in ("description", "invoice_display_name"):
@@ -192,10 +187,10 @@ def _plan_issues(raw: Mapping[str, Any], *, code_taken: bool) -> Issues:
         "metadata",
     ):
         if not _empty(raw.get(field)):
-            _add(issues, field, "not_supported")
+            add_issue(issues, field, "not_supported")
     charges = raw.get("charges")
     if charges is not None and not isinstance(charges, list):
-        _add(issues, "charges", "value_is_invalid")
+        add_issue(issues, "charges", "value_is_invalid")
     return issues
 
 
@@ -226,15 +221,15 @@ def _charge_filters(
     premium: bool,
     now: datetime,
     new_id: NewId,
-) -> tuple[Issues, list[ChargeFilter]]:
+) -> tuple[IssueMap, list[ChargeFilter]]:
     if raw is None:
         return {}, []
     if not isinstance(raw, list):
         return {"filters": ["value_is_invalid"]}, []
-    nested: dict[str, Issues] = {}
+    nested: dict[str, IssueMap] = {}
     built: list[ChargeFilter] = []
     for index, item in enumerate(raw):
-        here: Issues = {}
+        here: IssueMap = {}
         if not isinstance(item, Mapping):
             nested[str(index)] = {"filter": ["value_is_invalid"]}
             continue
@@ -249,7 +244,7 @@ def _charge_filters(
         props = item.get("properties")
         prepared: dict[str, Any] = {}
         if props is not None and not isinstance(props, Mapping):
-            _add(here, "properties", "value_is_invalid")
+            add_issue(here, "properties", "value_is_invalid")
         elif model is not None and metric is not None:
             prepared = prepare_properties(model, props, use_defaults=False)
             found = validate_properties(
@@ -282,39 +277,39 @@ def _charge(
     premium: bool,
     now: datetime,
     new_id: NewId,
-) -> tuple[Issues, Charge | None]:
+) -> tuple[IssueMap, Charge | None]:
     """Issues of one charge (its ``code`` still unassigned when absent) and the charge."""
-    issues: Issues = {}
+    issues: IssueMap = {}
     _unknown(issues, raw, CHARGE_FIELDS)
     metric_id = raw.get("billable_metric_id")
     metric = metrics.get(metric_id) if isinstance(metric_id, str) else None
     if not _text(metric_id):
-        _add(issues, "billable_metric_id", "value_is_mandatory")
+        add_issue(issues, "billable_metric_id", "value_is_mandatory")
     model: ChargeModel | None = None
     raw_model = raw.get("charge_model")
     if isinstance(raw_model, str) and raw_model in {m.value for m in ChargeModel}:
         model = ChargeModel(raw_model)
     else:
-        _add(issues, "charge_model", "value_is_invalid")
+        add_issue(issues, "charge_model", "value_is_invalid")
     if model is not None:
         for field, codes in validate_charge_model(model, premium=premium).items():
             issues.setdefault(field, []).extend(codes)
     charge_id = raw.get("id")
     previous = existing.get(charge_id) if isinstance(charge_id, str) else None
     if charge_id is not None and previous is None:
-        _add(issues, "id", "value_is_invalid")
+        add_issue(issues, "id", "value_is_invalid")
     code = raw.get("code")
     if code is not None and not _text(code):
-        _add(issues, "code", "value_is_invalid")
+        add_issue(issues, "code", "value_is_invalid")
     for field in ("pay_in_advance", "prorated", "accepts_target_wallet"):
         value = raw.get(field)
         if value is True:
-            _add(issues, field, "not_supported")
+            add_issue(issues, field, "not_supported")
         else:
             _check_optional(issues, raw, field, bool)
     for field in ("regroup_paid_fees", "tax_codes", "applied_pricing_unit"):
         if not _empty(raw.get(field)):
-            _add(issues, field, "not_supported")
+            add_issue(issues, field, "not_supported")
     for field, kind in (
         ("invoiceable", bool),
         ("invoice_display_name", str),
@@ -323,11 +318,11 @@ def _charge(
         _check_optional(issues, raw, field, kind)
     min_amount = raw.get("min_amount_cents")
     if min_amount is not None and not _is_int(min_amount):
-        _add(issues, "min_amount_cents", "value_is_invalid")
+        add_issue(issues, "min_amount_cents", "value_is_invalid")
     props = raw.get("properties")
     prepared: dict[str, Any] = {}
     if props is not None and not isinstance(props, Mapping):
-        _add(issues, "properties", "value_is_invalid")
+        add_issue(issues, "properties", "value_is_invalid")
     elif model is not None and metric is not None:
         prepared = prepare_properties(model, props)
         found = validate_properties(
@@ -359,9 +354,9 @@ def _charge(
 
 def _assign_codes(
     charges: list[Charge], metrics: Mapping[str, BillableMetric]
-) -> tuple[Issues, list[Charge]]:
+) -> tuple[IssueMap, list[Charge]]:
     """Explicit codes must be unique; the others default to the metric code, then ``_2``..."""
-    nested: dict[str, Issues] = {}
+    nested: dict[str, IssueMap] = {}
     used: set[str] = set()
     for index, charge in enumerate(charges):
         if charge.code:
@@ -422,7 +417,7 @@ def build_plan(
     charges: list[Charge] = list(existing.charges) if existing is not None else []
     if isinstance(raw_charges, list):
         previous = {c.id: c for c in existing.charges} if existing is not None else {}
-        nested: dict[str, Issues] = {}
+        nested: dict[str, IssueMap] = {}
         charges = []
         for index, item in enumerate(raw_charges):
             if not isinstance(item, Mapping):

@@ -7,19 +7,30 @@ envelope in one table.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 __all__ = [
     "Conflict",
+    "IssueMap",
     "Issues",
     "MeteringError",
     "NotAllowed",
     "NotFound",
     "StoreUnavailable",
     "ValidationFailed",
+    "add_issue",
 ]
 
 #: Every problem found in one input, Lago-style: field (or nested index) -> list of codes.
 Issues = Mapping[str, "Sequence[str] | Issues"]
+
+#: The mutable form validators fill in (codes per field, or nested maps per index).
+IssueMap = dict[str, Any]
+
+
+def add_issue(issues: IssueMap, field: str, code: str) -> None:
+    """Record ``code`` for ``field``, keeping the codes found before it."""
+    issues.setdefault(field, []).append(code)
 
 
 class MeteringError(Exception):
