@@ -32,6 +32,8 @@ __all__ = [
     "GroupAggregate",
     "Page",
     "Store",
+    "Window",
+    "WindowAggregate",
 ]
 
 T = TypeVar("T")
@@ -106,6 +108,20 @@ class GroupAggregate(msgspec.Struct, frozen=True, kw_only=True):
     numeric_events: int
     total: Decimal
     maximum: Decimal | None
+
+
+class Window(enum.Enum):
+    """The length of one step of a usage time series: whole UTC hours or whole UTC days."""
+
+    HOUR = "hour"
+    DAY = "day"
+
+
+class WindowAggregate(msgspec.Struct, frozen=True, kw_only=True):
+    """The groups of one window of a series; ``start`` is the window's UTC start (aligned)."""
+
+    start: datetime
+    groups: tuple[GroupAggregate, ...]
 
 
 class Store(Protocol):
@@ -192,6 +208,17 @@ class Store(Protocol):
 
     async def aggregate(self, query: AggregateQuery) -> list[GroupAggregate]:
         """Sum/count/max of the matching events per group of ``query.group_keys`` values."""
+
+    async def aggregate_series(
+        self, query: AggregateQuery, window: Window
+    ) -> list[WindowAggregate]:
+        """:meth:`aggregate` per UTC ``window`` (hour or day) of the query's range.
+
+        One entry per window that holds matching events, ordered by ``start``; windows
+        without events are left out. Windows are aligned to UTC, not to ``from_ts``: the
+        first and last window only count their part inside [``from_ts``, ``to_ts``]. Adapters
+        with rollups read whole windows from them and only the partial edges from raw events.
+        """
 
     async def list_events(
         self,

@@ -19,11 +19,14 @@ from metering.ports import (
     EventBatch,
     GroupAggregate,
     Page,
+    Window,
+    WindowAggregate,
 )
 from metering.store.codec import to_micros
 from metering.store.folding import GroupFolder, group_results
 from metering.store.paging import page_offset
-from metering.store.rollups import event_value, group_values
+from metering.store.rollups import bucket_start, event_value, group_values
+from metering.store.series import SeriesKey, series_results, window_micros
 
 __all__ = ["MemoryStore"]
 
@@ -287,6 +290,22 @@ class MemoryStore:
                 event_value(properties, query.field_name),
             )
         return group_results(folder)
+
+    async def aggregate_series(
+        self, query: AggregateQuery, window: Window
+    ) -> list[WindowAggregate]:
+        """Count, sum and max per UTC window and group, by scanning the raw events."""
+        grain = window_micros(window)
+        folder: GroupFolder[SeriesKey] = GroupFolder()
+        for stored in self._scan(
+            query.external_subscription_id, query.code, query.from_ts, query.to_ts
+        ):
+            properties = stored.event.properties
+            folder.add_event(
+                (bucket_start(stored.ts, grain), group_values(properties, query.group_keys)),
+                event_value(properties, query.field_name),
+            )
+        return series_results(folder)
 
     async def list_events(
         self,

@@ -20,8 +20,16 @@ import aiosqlite
 
 from metering.errors import StoreUnavailable
 from metering.models import ApiKey, BillableMetric, Customer, Event, Plan, Subscription
-from metering.ports import AggregateQuery, BatchResult, EventBatch, GroupAggregate, Page
-from metering.store import sqlite_query
+from metering.ports import (
+    AggregateQuery,
+    BatchResult,
+    EventBatch,
+    GroupAggregate,
+    Page,
+    Window,
+    WindowAggregate,
+)
+from metering.store import sqlite_query, sqlite_series
 from metering.store.codec import JsonCodec, to_micros
 from metering.store.rollups import RollupSpec, rollup_deltas, spec_for
 from metering.store.sqlite_connection import connect, rollback, unavailable
@@ -316,6 +324,15 @@ class SQLiteStore:
         """Count, sum and max per group: whole days and hours from rollups, edges from events."""
         spec = self._specs.get(query.code)
         return await self._read(lambda conn: sqlite_query.aggregate(conn, query, spec, self._codec))
+
+    async def aggregate_series(
+        self, query: AggregateQuery, window: Window
+    ) -> list[WindowAggregate]:
+        """Count, sum and max per UTC window and group: whole windows from rollups."""
+        spec = self._specs.get(query.code)
+        return await self._read(
+            lambda conn: sqlite_series.aggregate_series(conn, query, window, spec, self._codec)
+        )
 
     async def list_events(
         self,

@@ -32,3 +32,9 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         yield adapter
     finally:
         await adapter.close()
+
+
+@pytest.fixture(params=["metric-first", "metric-after", "no-metric"])
+def metric_timing(request: pytest.FixtureRequest) -> str:
+    """When the test stores the metric: before its events, after them, or never."""
+    return str(request.param)

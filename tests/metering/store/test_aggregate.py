@@ -10,8 +10,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-import pytest
-
 from metering.ports import AggregateQuery, EventBatch, GroupAggregate, Store
 from tests.metering.store.builders import CODE, SUB, at, event, metric
 
@@ -49,11 +47,6 @@ def group(
 async def write(store: Store, *specs: tuple[datetime, dict[str, Any]]) -> None:
     events = tuple(event(f"t{n}", ts=ts, properties=p) for n, (ts, p) in enumerate(specs))
     await store.write_batches([EventBatch(events=events)])
-
-
-@pytest.fixture(params=["metric-first", "metric-after", "no-metric"])
-def metric_timing(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 async def write_with_metric(

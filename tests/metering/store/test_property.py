@@ -1,4 +1,4 @@
-"""Property: SQLite's rollup-backed aggregate equals a raw scan computed here, and the fake.
+"""Property: SQLite's rollup-backed aggregate (and series) equal a raw scan here, and the fake.
 
 Random events (timestamps over three days, hour and day edges favoured; property values including
 non-numeric and absent ones; random decimals; repeated transaction ids written with SKIP),
@@ -12,7 +12,7 @@ import asyncio
 import itertools
 import tempfile
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from metering.models import Event
-from metering.ports import AggregateQuery, DuplicatePolicy, EventBatch, GroupAggregate
+from metering.ports import (
+    AggregateQuery,
+    DuplicatePolicy,
+    EventBatch,
+    GroupAggregate,
+    Window,
+    WindowAggregate,
+)
 from metering.store.memory import MemoryStore
 from metering.store.sqlite import SQLiteStore
 from metering.values import numeric_value, property_text
@@ -101,6 +108,29 @@ def scan(stored: Sequence[Event], query: AggregateQuery) -> list[GroupAggregate]
     ]
 
 
+def window_start(moment: datetime, window: Window) -> datetime:
+    """The UTC hour or day holding ``moment``, by calendar arithmetic (not the adapters')."""
+    hour = moment.replace(minute=0, second=0, microsecond=0)
+    return hour if window is Window.HOUR else hour.replace(hour=0)
+
+
+def scan_series(
+    stored: Sequence[Event], query: AggregateQuery, window: Window
+) -> list[tuple[datetime, list[tuple[Any, ...]]]]:
+    """The series by definition: the raw scan of each window's events."""
+    per_window: dict[datetime, list[Event]] = {}
+    for e in stored:
+        per_window.setdefault(window_start(e.timestamp, window), []).append(e)
+    answer = [(start, canonical(scan(events, query))) for start, events in per_window.items()]
+    return sorted((start, groups) for start, groups in answer if groups)
+
+
+def canonical_series(
+    results: list[WindowAggregate],
+) -> list[tuple[datetime, list[tuple[Any, ...]]]]:
+    return [(w.start, canonical(list(w.groups))) for w in results]
+
+
 def canonical(results: list[GroupAggregate]) -> list[tuple[Any, ...]]:
     return sorted(
         (
@@ -150,6 +180,10 @@ async def check(
                 expected = canonical(scan(list(first.values()), q))
                 assert canonical(await sqlite.aggregate(q)) == expected, q
                 assert canonical(await memory.aggregate(q)) == expected, q
+                for window in Window:
+                    series = scan_series(list(first.values()), q, window)
+                    assert canonical_series(await sqlite.aggregate_series(q, window)) == series
+                    assert canonical_series(await memory.aggregate_series(q, window)) == series
         finally:
             for store in (sqlite, memory):
                 await store.close()
