@@ -29,6 +29,7 @@ __all__ = [
     "Bucket",
     "BucketId",
     "BucketMatcher",
+    "BucketMatchers",
     "FilterValues",
     "bucket_for",
     "compile_buckets",
@@ -231,6 +232,30 @@ class BucketMatcher:
 def compile_buckets(metric: BillableMetric, charge: Charge) -> BucketMatcher:
     """Compile the buckets of ``charge`` (over ``metric``) once, to assign many groups or events."""
     return BucketMatcher(metric, charge)
+
+
+class BucketMatchers:
+    """Compiled matchers reused across calls, keyed by the exact (metric, charge) they price.
+
+    Compiling a 48-filter charge and answering its value tuples costs more than reading its
+    rollups; a service pricing the same plan again and again keeps one of these. The key is the
+    records' encoding, so any change to the metric or charge compiles afresh. At most
+    ``limit`` matchers are kept (the oldest go first).
+    """
+
+    def __init__(self, limit: int = 256) -> None:
+        self._limit = limit
+        self._compiled: dict[bytes, BucketMatcher] = {}
+
+    def get(self, metric: BillableMetric, charge: Charge) -> BucketMatcher:
+        """The matcher of ``charge`` over ``metric``, compiled on first use."""
+        key = msgspec.msgpack.encode((metric, charge))
+        matcher = self._compiled.get(key)
+        if matcher is None:
+            if len(self._compiled) >= self._limit:
+                del self._compiled[next(iter(self._compiled))]
+            matcher = self._compiled[key] = compile_buckets(metric, charge)
+        return matcher
 
 
 def bucket_for(

@@ -12,6 +12,7 @@ from datetime import datetime
 import msgspec
 
 from metering.errors import NotAllowed, NotFound
+from metering.filters import BucketMatchers
 from metering.models import (
     BillableMetric,
     BillingTime,
@@ -38,6 +39,8 @@ class MeteringService:
     def __init__(self, store: Store, *, premium: bool = False) -> None:
         self._store = store
         self._premium = premium
+        # The plan's compiled buckets outlive a call: compiling them costs more than the read.
+        self._matchers = BucketMatchers()
 
     @property
     def store(self) -> Store:
@@ -116,6 +119,7 @@ class MeteringService:
             metrics=metrics,
             period=period,
             premium=self._premium,
+            matchers=self._matchers,
         )
         data: dict[str, ChargeData] = {}
         for charge_query in queries:
@@ -134,7 +138,12 @@ class MeteringService:
                 )
                 data[charge_query.charge_id] = ChargeData(events=_restrict_events(events, only))
         return customer_usage(
-            period=period, plan=plan, metrics=metrics, data=data, premium=self._premium
+            period=period,
+            plan=plan,
+            metrics=metrics,
+            data=data,
+            premium=self._premium,
+            matchers=self._matchers,
         )
 
 

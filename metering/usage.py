@@ -24,7 +24,14 @@ from metering import aggregation as agg
 from metering.charge_models import charge_amount
 from metering.charge_models.percentage import PercentageProperties
 from metering.errors import NotFound
-from metering.filters import Bucket, BucketId, BucketMatcher, FilterValues, compile_buckets
+from metering.filters import (
+    Bucket,
+    BucketId,
+    BucketMatcher,
+    BucketMatchers,
+    FilterValues,
+    compile_buckets,
+)
 from metering.formats import amount_to_cents
 from metering.models import AggregationType, BillableMetric, Charge, ChargeModel, Event, Plan
 from metering.periods import BillingPeriod
@@ -144,8 +151,9 @@ def charge_query(
     charge: Charge,
     period: BillingPeriod,
     premium: bool,
+    matchers: BucketMatchers | None = None,
 ) -> ChargeQuery:
-    """The store query of one charge for the period."""
+    """The store query of one charge for the period (``matchers``: reuse compiled buckets)."""
     recurring = metric.recurring and metric.aggregation_type in _RECURRING_CAPABLE
     query = AggregateQuery(
         external_subscription_id=external_subscription_id,
@@ -154,11 +162,19 @@ def charge_query(
         from_ts=None if recurring else period.from_datetime,
         to_ts=period.to_datetime,
         field_name=metric.field_name,
-        group_keys=compile_buckets(metric, charge).keys,
+        group_keys=_matcher(matchers, metric, charge).keys,
     )
     return ChargeQuery(
         charge_id=charge.id, kind=input_kind(metric, charge, premium=premium), query=query
     )
+
+
+def _matcher(
+    matchers: BucketMatchers | None, metric: BillableMetric, charge: Charge
+) -> BucketMatcher:
+    if matchers is None:
+        return compile_buckets(metric, charge)
+    return matchers.get(metric, charge)
 
 
 def _metric(metrics: Mapping[str, BillableMetric], charge: Charge) -> BillableMetric:
@@ -175,6 +191,7 @@ def usage_queries(
     metrics: Mapping[str, BillableMetric],
     period: BillingPeriod,
     premium: bool,
+    matchers: BucketMatchers | None = None,
 ) -> list[ChargeQuery]:
     """The store query of every charge of ``plan`` (``metrics`` keyed by metric id)."""
     return [
@@ -184,6 +201,7 @@ def usage_queries(
             charge=charge,
             period=period,
             premium=premium,
+            matchers=matchers,
         )
         for charge in plan.charges
     ]
@@ -350,13 +368,14 @@ def charge_usage(
     period: BillingPeriod,
     currency: str,
     premium: bool,
+    matchers: BucketMatchers | None = None,
 ) -> ChargeUsage:
     """One charge's usage: a fee per bucket, summed (cents rounded per bucket first).
 
     ``data`` answers the charge's :func:`charge_query`: ``groups`` when its kind is
     :attr:`InputKind.GROUPS` (values in the query's ``group_keys`` order), else ``events``.
     """
-    matcher = compile_buckets(metric, charge)
+    matcher = _matcher(matchers, metric, charge)
     kind = input_kind(metric, charge, premium=premium)
     shares = _split(matcher, kind, data)
     fees: list[FilterUsage] = []
@@ -392,6 +411,7 @@ def customer_usage(
     metrics: Mapping[str, BillableMetric],
     data: Mapping[str, ChargeData],
     premium: bool,
+    matchers: BucketMatchers | None = None,
 ) -> CustomerUsage:
     """The current usage of a subscription to ``plan`` over ``period``.
 
@@ -407,6 +427,7 @@ def customer_usage(
             period=period,
             currency=currency,
             premium=premium,
+            matchers=matchers,
         )
         for charge in plan.charges
     ]

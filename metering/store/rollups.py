@@ -1,17 +1,20 @@
 """Rollups: which properties a code's rollup rows keep, and how a range splits into buckets.
 
 A rollup row holds, for one (code, subscription, grain, bucket, dims), the count of events,
-the count of numeric field values, their exact sum and their max. Two grains are kept side by
-side, UTC hours and UTC days, so a month-long query reads about 30 day rows per dims plus the
-hours at its edges, whatever the number of events. ``dims`` is the canonical JSON array of the
-property texts of the code's rollup keys (``null`` when absent), in the order of
-:attr:`RollupSpec.keys`. A query whose group keys are among those keys is answered by
-re-grouping rollup rows instead of reading each event.
+the count of numeric field values, their exact sum and their max. Three grains are kept side by
+side, UTC hours, UTC days and UTC calendar months, so a query reads one row per dims for each
+whole month it covers, day rows for the whole days at its edges, hour rows for the whole hours
+beyond those, and raw events only for the partial hours at its two ends, whatever the number of
+events. A calendar billing period in UTC is a single month row per dims. ``dims`` is the
+canonical JSON array of the property texts of the code's rollup keys (``null`` when absent), in
+the order of :attr:`RollupSpec.keys`. A query whose group keys are among those keys is
+answered by re-grouping rollup rows instead of reading each event.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple
 
@@ -27,24 +30,30 @@ __all__ = [
     "DAY_US",
     "GRAINS",
     "HOUR_US",
+    "MONTH",
     "RollupKey",
     "RollupSpec",
     "Split",
     "add_to_rollups",
     "bucket_start",
+    "coarser",
     "encode_dims",
     "event_value",
     "group_values",
+    "month_start",
     "rollup_deltas",
     "spec_for",
     "split_range",
-    "with_days",
 ]
 
 #: Bucket lengths (grains), in microseconds. Days are whole multiples of hours.
 HOUR_US = 3_600_000_000
 DAY_US = 24 * HOUR_US
-GRAINS = (HOUR_US, DAY_US)
+#: The grain id of UTC calendar-month buckets. Months have no fixed length: this number only
+#: names the grain in the ``grain`` column (bucket starts come from :func:`month_start`).
+MONTH = 31 * DAY_US
+GRAINS = (HOUR_US, DAY_US, MONTH)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 #: (code, external_subscription_id, grain, bucket start, dims JSON): the table's key.
 RollupKey = tuple[str, str, int, int, str]
@@ -80,6 +89,21 @@ def _ceil(micros: int, grain: int) -> int:
     return -bucket_start(-micros, grain)
 
 
+def month_start(micros: int) -> int:
+    """Start of the UTC calendar month holding ``micros``."""
+    moment = _EPOCH + timedelta(microseconds=micros)
+    first = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return (first - _EPOCH) // timedelta(microseconds=1)
+
+
+def _month_ceil(micros: int) -> int:
+    start = month_start(micros)
+    if start == micros:
+        return start
+    # 32 days after a month's start always lands in the next month.
+    return month_start(start + 32 * DAY_US)
+
+
 class Split(NamedTuple):
     """An inclusive range cut into whole buckets and raw edges.
 
@@ -92,8 +116,24 @@ class Split(NamedTuple):
     raw: tuple[tuple[int, int], ...]
 
 
+def _edges(
+    grain: int, low: int | None, inner_low: int | None, inner_high: int, high: int
+) -> list[tuple[int, int | None, int]]:
+    # The ``grain`` buckets of [low, high) left outside the coarser range [inner_low, inner_high).
+    ranges: list[tuple[int, int | None, int]] = []
+    if low is not None and inner_low is not None and low < inner_low:
+        ranges.append((grain, low, inner_low))
+    if inner_high < high:
+        ranges.append((grain, inner_high, high))
+    return ranges
+
+
 def split_range(from_us: int | None, to_us: int) -> Split | None:
-    """Split ``[from_us, to_us]`` (inclusive), or ``None`` when it holds no whole hour."""
+    """Split ``[from_us, to_us]`` (inclusive), or ``None`` when it holds no whole hour.
+
+    Coarsest first: whole months, then whole days outside them, then whole hours outside
+    those; at most five rollup ranges and two raw ranges.
+    """
     hours_to = bucket_start(to_us + 1, HOUR_US)  # first hour not wholly inside the range
     hours_from = None if from_us is None else _ceil(from_us, HOUR_US)
     if hours_from is not None and hours_from >= hours_to:
@@ -107,11 +147,14 @@ def split_range(from_us: int | None, to_us: int) -> Split | None:
     days_from = None if hours_from is None else _ceil(hours_from, DAY_US)
     if days_from is not None and days_from >= days_to:
         return Split(((HOUR_US, hours_from, hours_to),), tuple(raw))
-    rollups = [(DAY_US, days_from, days_to)]
-    if hours_from is not None and days_from is not None and hours_from < days_from:
-        rollups.append((HOUR_US, hours_from, days_from))
-    if days_to < hours_to:
-        rollups.append((HOUR_US, days_to, hours_to))
+    months_to = month_start(days_to)
+    months_from = None if days_from is None else _month_ceil(days_from)
+    if months_from is not None and months_from >= months_to:
+        rollups = [(DAY_US, days_from, days_to)]
+    else:
+        rollups = [(MONTH, months_from, months_to)]
+        rollups += _edges(DAY_US, days_from, months_from, months_to, days_to)
+    rollups += _edges(HOUR_US, hours_from, days_from, days_to, hours_to)
     return Split(tuple(rollups), tuple(raw))
 
 
@@ -140,14 +183,14 @@ def add_to_rollups(
     properties: Mapping[str, Any],
     spec: RollupSpec,
 ) -> None:
-    """Fold one event into the increment of its hour (see :func:`with_days` for days)."""
+    """Fold one event into the increment of its hour (see :func:`coarser` for the rest)."""
     dims = encode_dims(group_values(properties, spec.keys))
     key = (code, subscription, HOUR_US, bucket_start(ts, HOUR_US), dims)
     folder.add_event(key, event_value(properties, spec.field_name))
 
 
-def with_days(hours: GroupFolder[RollupKey]) -> GroupFolder[RollupKey]:
-    """The day increments folded from hour increments (cheaper than folding events twice)."""
+def coarser(hours: GroupFolder[RollupKey]) -> tuple[GroupFolder[RollupKey], ...]:
+    """The day and month increments folded from hour increments (cheaper than from events)."""
     days: GroupFolder[RollupKey] = GroupFolder()
     for (code, subscription, _, bucket, dims), fold in hours.items():
         days.add_partial(
@@ -157,7 +200,16 @@ def with_days(hours: GroupFolder[RollupKey]) -> GroupFolder[RollupKey]:
             fold.total,
             fold.maximum,
         )
-    return days
+    months: GroupFolder[RollupKey] = GroupFolder()
+    for (code, subscription, _, bucket, dims), fold in days.items():
+        months.add_partial(
+            (code, subscription, MONTH, month_start(bucket), dims),
+            fold.events,
+            fold.numeric_events,
+            fold.total,
+            fold.maximum,
+        )
+    return days, months
 
 
 def rollup_deltas(

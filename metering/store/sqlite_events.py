@@ -17,7 +17,7 @@ from metering.models import Event
 from metering.ports import BatchResult, DuplicatePolicy, EventBatch
 from metering.store.codec import JsonCodec, to_micros
 from metering.store.folding import GroupFolder, exact_context
-from metering.store.rollups import RollupKey, RollupSpec, add_to_rollups, with_days
+from metering.store.rollups import RollupKey, RollupSpec, add_to_rollups, coarser
 
 __all__ = [
     "EventParams",
@@ -166,7 +166,7 @@ async def write_batch(
 
 
 async def upsert_rollups(conn: aiosqlite.Connection, hours: GroupFolder[RollupKey]) -> None:
-    """Add hour increments, and the day increments they make, to the rollup rows."""
+    """Add hour increments, and the day and month increments they make, to the rollup rows."""
     if not len(hours):
         return
     rows = [
@@ -177,7 +177,7 @@ async def upsert_rollups(conn: aiosqlite.Connection, hours: GroupFolder[RollupKe
             to_stored(fold.total),
             None if fold.maximum is None else to_stored(fold.maximum),
         )
-        for deltas in (hours, with_days(hours))
+        for deltas in (hours, *coarser(hours))
         for key, fold in deltas.items()
     ]
     await conn.executemany(_UPSERT_ROLLUP, rows)

@@ -31,10 +31,11 @@ _RAW = (
     "WHERE external_subscription_id = ? AND code = ? AND ts BETWEEN ? AND ?"
 )
 
-# One statement, hence one snapshot: whole buckets from rollups (kind 0; up to three ranges:
-# days, then the hours before and after them), the partial edge hours from raw events (kind 1;
-# up to two ranges) and the spec the rollups were built with (kind 2), so a concurrent rebuild
-# can never be read with a stale idea of the dims. Unused ranges are passed empty.
+# One statement, hence one snapshot: whole buckets from rollups (kind 0; up to five ranges:
+# months, the days before and after them, the hours before and after those), the partial edge
+# hours from raw events (kind 1; up to two ranges) and the spec the rollups were built with
+# (kind 2), so a concurrent rebuild can never be read with a stale idea of the dims. Unused
+# ranges are passed empty.
 _ROLLUP_PART = (
     "SELECT 0, dims, events, numeric_events, total, maximum FROM rollups "
     "WHERE code = ? AND external_subscription_id = ? AND grain = ? AND bucket >= ? AND bucket < ?"
@@ -44,7 +45,7 @@ _RAW_PART = (
     "WHERE external_subscription_id = ? AND code = ? AND ts BETWEEN ? AND ?"
 )
 _SPEC_PART = "SELECT 2, keys, field_name, NULL, NULL, NULL FROM rollup_specs WHERE code = ?"
-_ROLLUP_PARTS = 3
+_ROLLUP_PARTS = 5
 _RAW_PARTS = 2
 _SPLIT = " UNION ALL ".join(
     [_ROLLUP_PART] * _ROLLUP_PARTS + [_RAW_PART] * _RAW_PARTS + [_SPEC_PART]

@@ -83,6 +83,12 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             maximum,
             PRIMARY KEY (code, external_subscription_id, grain, bucket, dims)) WITHOUT ROWID""",
     ),
+    # 2: month rollups join hours and days. Forgetting every spec makes the store's open
+    # rebuild each metric's rollups from its raw events, months included (one pass, once).
+    (
+        "DELETE FROM rollups",
+        "DELETE FROM rollup_specs",
+    ),
 )
 
 #: The schema version this code writes and expects.

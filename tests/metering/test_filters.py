@@ -8,6 +8,7 @@ import pytest
 
 from metering.filters import (
     DEFAULT_BUCKET,
+    BucketMatchers,
     bucket_for,
     compile_buckets,
     expand_filter_values,
@@ -282,3 +283,31 @@ def test_matcher_assigns_group_rows_and_events() -> None:
     assert compile_buckets(num, charge(num, filters=[sized])).buckets_for_event(
         event({"size": 512})
     ) == (sized.id,)
+
+
+class TestBucketMatchers:
+    """Compiled matchers are reused for the same records and never for changed ones."""
+
+    def test_same_metric_and_charge_reuse_one_matcher(self, bm: BillableMetric) -> None:
+        matchers = BucketMatchers()
+        ch = charge(bm, filters=[charge_filter({"size": ["512"]}, id="f1")], id="c1")
+        first = matchers.get(bm, ch)
+        assert matchers.get(bm, ch) is first
+        assert first.buckets_for({"size": "512"}) == ("f1",)
+
+    def test_a_changed_charge_is_compiled_afresh(self, bm: BillableMetric) -> None:
+        matchers = BucketMatchers()
+        before = charge(bm, filters=[charge_filter({"size": ["512"]}, id="f1")], id="c1")
+        after = charge(bm, filters=[charge_filter({"size": ["1024"]}, id="f1")], id="c1")
+        assert matchers.get(bm, before).buckets_for({"size": "512"}) == ("f1",)
+        assert matchers.get(bm, after).buckets_for({"size": "512"}) == (DEFAULT_BUCKET,)
+        assert matchers.get(bm, after).buckets_for({"size": "1024"}) == ("f1",)
+
+    def test_keeps_at_most_limit_matchers(self, bm: BillableMetric) -> None:
+        matchers = BucketMatchers(limit=2)
+        charges = [charge(bm, id=f"c{n}") for n in range(3)]
+        first = matchers.get(bm, charges[0])
+        matchers.get(bm, charges[1])
+        assert matchers.get(bm, charges[0]) is first  # still kept
+        matchers.get(bm, charges[2])  # evicts the oldest entry, charges[0]
+        assert matchers.get(bm, charges[0]) is not first

@@ -1,6 +1,7 @@
 """Property: SQLite's rollup-backed aggregate (and series) equal a raw scan here, and the fake.
 
-Random events (timestamps over three days, hour and day edges favoured; property values including
+Random events (timestamps over three days, hour and day edges favoured, plus the edges of the
+months around them, so whole months come from month rollups; property values including
 non-numeric and absent ones; random decimals; repeated transaction ids written with SKIP),
 the metric stored before, between or after the batches (rollups built live or rebuilt), and
 random query ranges, aligned or not.
@@ -45,6 +46,11 @@ offsets = st.one_of(
     st.integers(0, 72).map(lambda h: h * HOUR),
     st.integers(0, 72).map(lambda h: h * HOUR - 1),
     st.integers(0, 72).map(lambda h: h * HOUR + 1),
+    # T0 is 2025-06-01: the starts of May, June, July and August, and just around them.
+    st.tuples(
+        st.sampled_from([-31 * DAY, 0, 30 * DAY, 61 * DAY]),
+        st.sampled_from([-DAY, -HOUR, -1, 0, 1, HOUR, DAY, 5 * DAY + 7 * HOUR + 3]),
+    ).map(sum),
 )
 decimals = st.decimals(
     min_value=-1_000_000, max_value=1_000_000_000, places=6, allow_nan=False, allow_infinity=False

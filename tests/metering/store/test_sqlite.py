@@ -14,7 +14,7 @@ import pytest
 
 from metering.errors import Conflict, StoreUnavailable
 from metering.ports import AggregateQuery, BatchResult, DuplicatePolicy, EventBatch
-from metering.store.rollups import DAY_US, HOUR_US
+from metering.store.rollups import DAY_US, HOUR_US, MONTH
 from metering.store.sqlite import SQLiteStore
 from metering.store.sqlite_schema import SCHEMA_VERSION
 from tests.metering.store.builders import CODE, SUB, at, customer, event, metric, plan
@@ -165,6 +165,53 @@ async def test_whole_buckets_come_from_rollups_edges_from_events(db: Path) -> No
         # A range without a whole hour reads only raw events.
         narrow = {"from_ts": at(hours=1, minutes=1), "to_ts": at(hours=1, minutes=59)}
         assert await store.aggregate(query(**narrow)) == []
+
+
+async def test_whole_months_come_from_month_rollups(db: Path) -> None:
+    # T0 is 2025-06-01: June is whole, May 31st a whole day, July 1st 00:00-01:00 a whole hour.
+    async with opened(db) as store:
+        await store.put_metric(metric())
+        tokens = {
+            "may-31": (at(days=-1), 1),
+            "june-1": (at(), 10),
+            "june-30": (at(days=29, hours=23, minutes=59), 100),
+            "july-1-hour": (at(days=30, minutes=5), 1000),
+            "july-1-edge": (at(days=30, hours=1, minutes=5), 10000),
+        }
+        events = tuple(
+            event(txn, ts=ts, properties={"tokens": n}) for txn, (ts, n) in tokens.items()
+        )
+        await store.write_batches([EventBatch(events=events)])
+        bounds = {"from_ts": at(days=-1), "to_ts": at(days=30, hours=1, minutes=30)}
+        assert (await store.aggregate(query(**bounds)))[0].total == Decimal(11111)
+        delete_raw_events(db)
+        # Everything but the partial last hour was read from month, day and hour rollups.
+        assert (await store.aggregate(query(**bounds)))[0].total == Decimal(1111)
+    assert [(events, total) for _, events, _, total in rollup_rows(db, grain=MONTH)] == [
+        (1, 1),
+        (2, 110),
+        (2, 11000),
+    ]
+
+
+async def test_upgrade_from_schema_1_rebuilds_rollups_with_months(db: Path) -> None:
+    async with opened(db) as store:
+        await store.put_metric(metric())
+        events = tuple(
+            event(f"t{n}", ts=at(days=n), properties={"tokens": n}) for n in range(0, 40, 3)
+        )
+        await store.write_batches([EventBatch(events=events)])
+    with raw(db) as conn:  # what a file written before month rollups looks like
+        conn.execute("DELETE FROM rollups WHERE grain = ?", (MONTH,))
+        conn.execute("PRAGMA user_version = 1")
+    async with opened(db) as store:
+        totals = [total for _, _, _, total in rollup_rows(db, grain=MONTH)]
+        assert totals == [sum(range(0, 30, 3)), sum(range(30, 40, 3))]
+        whole_june = {"from_ts": at(), "to_ts": at(days=30, microseconds=-1)}
+        delete_raw_events(db)
+        assert (await store.aggregate(query(**whole_june)))[0].total == sum(range(0, 30, 3))
+    with raw(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
 
 
 async def test_rollups_only_count_inserted_rows(db: Path) -> None:
