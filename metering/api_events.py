@@ -97,34 +97,86 @@ def _amount_text(value: Any) -> str | None:
     raise ValueError("not a number")
 
 
-def validate_event(raw: Any) -> dict[str, list[str]]:
-    """Every problem of one event input, Lago-style; empty when the event is acceptable."""
+def _parse(raw: Any, *, id: str, now: datetime) -> tuple[Event | None, dict[str, list[str]]]:
+    """One pass over an event input: its record, or ``None`` with every issue found."""
     if not isinstance(raw, Mapping):
-        return {"event": ["value_is_invalid"]}
+        return None, {"event": ["value_is_invalid"]}
     issues: dict[str, list[str]] = {}
-    for field in ("transaction_id", "code"):
-        if _identifier(raw.get(field)) is None:
-            issues[field] = ["value_is_mandatory"]
+    transaction_id = _identifier(raw.get("transaction_id"))
+    if transaction_id is None:
+        issues["transaction_id"] = ["value_is_mandatory"]
+    code = _identifier(raw.get("code"))
+    if code is None:
+        issues["code"] = ["value_is_mandatory"]
     subscription = raw.get("external_subscription_id")
-    if subscription is not None and _identifier(subscription) is None:
+    subscription_id = None if subscription is None else _identifier(subscription)
+    if subscription is not None and subscription_id is None:
         issues["external_subscription_id"] = ["value_is_invalid"]
+    timestamp = now
     try:
-        parse_timestamp(raw.get("timestamp"), received_at=_EPOCH)
+        timestamp = parse_timestamp(raw.get("timestamp"), received_at=now)
     except ValueError:
         issues["timestamp"] = ["invalid_format"]
     properties = raw.get("properties")
     if properties is not None and not isinstance(properties, Mapping):
         issues["properties"] = ["value_is_invalid"]
+    amount = None
     try:
-        _amount_text(raw.get("precise_total_amount_cents"))
+        amount = _amount_text(raw.get("precise_total_amount_cents"))
     except ValueError:
         issues["precise_total_amount_cents"] = ["value_is_invalid"]
-    return issues
+    if issues:
+        return None, issues
+    event = Event(
+        id=id,
+        transaction_id=transaction_id or "",
+        external_subscription_id=subscription_id or "",
+        code=code or "",
+        timestamp=timestamp,
+        properties=dict(properties) if properties is not None else {},
+        created_at=now,
+        precise_total_amount_cents=amount,
+    )
+    return event, issues
 
 
-def _identity(raw: Mapping[str, Any]) -> tuple[str, str]:
-    subscription = raw.get("external_subscription_id")
-    return (_identifier(subscription) or "", _identifier(raw.get("transaction_id")) or "")
+def validate_event(raw: Any) -> dict[str, list[str]]:
+    """Every problem of one event input, Lago-style; empty when the event is acceptable."""
+    return _parse(raw, id="", now=_EPOCH)[1]
+
+
+def _batch_shape(raw: Any) -> dict[str, Any]:
+    if raw is None or (isinstance(raw, list) and not raw):
+        return {"events": ["no_events"]}
+    if not isinstance(raw, list):
+        return {"events": ["value_is_invalid"]}
+    if len(raw) > MAX_BATCH_EVENTS:
+        return {"events": ["too_many_events"]}
+    return {}
+
+
+def _parse_batch(
+    raw: Any, *, ids: Sequence[str], now: datetime
+) -> tuple[tuple[Event, ...], dict[str, Any]]:
+    """One pass over a batch: its records, or ``()`` with every issue keyed by index."""
+    issues = _batch_shape(raw)
+    if issues:
+        return (), issues
+    if len(ids) < len(raw):
+        raise ValueError("one id per event is needed")
+    events: list[Event] = []
+    seen: set[tuple[str, str]] = set()
+    for index, item in enumerate(raw):
+        event, found = _parse(item, id=ids[index], now=now)
+        if event is not None:
+            identity = (event.external_subscription_id, event.transaction_id)
+            if identity in seen:
+                found = {"transaction_id": ["value_already_exist"]}
+            seen.add(identity)
+            events.append(event)
+        if found:
+            issues[str(index)] = found
+    return (() if issues else tuple(events)), issues
 
 
 def validate_batch(raw: Any) -> dict[str, Any]:
@@ -133,50 +185,24 @@ def validate_batch(raw: Any) -> dict[str, Any]:
     A repeat of an earlier event of the batch (same subscription and transaction id) is a
     ``value_already_exist`` on the later one: the first occurrence wins.
     """
-    if raw is None or (isinstance(raw, list) and not raw):
-        return {"events": ["no_events"]}
-    if not isinstance(raw, list):
-        return {"events": ["value_is_invalid"]}
-    if len(raw) > MAX_BATCH_EVENTS:
-        return {"events": ["too_many_events"]}
-    issues: dict[str, Any] = {}
-    seen: set[tuple[str, str]] = set()
-    for index, item in enumerate(raw):
-        found = validate_event(item)
-        if not found:
-            identity = _identity(item)
-            if identity in seen:
-                found = {"transaction_id": ["value_already_exist"]}
-            seen.add(identity)
-        if found:
-            issues[str(index)] = found
-    return issues
+    count = len(raw) if isinstance(raw, list) else 0
+    return _parse_batch(raw, ids=[""] * count, now=_EPOCH)[1]
 
 
 def build_event(raw: Mapping[str, Any], *, id: str, now: datetime) -> Event:
     """The record of a valid event input received at ``now`` (ValidationFailed otherwise)."""
-    issues = validate_event(raw)
-    if issues:
+    event, issues = _parse(raw, id=id, now=now)
+    if event is None:
         raise ValidationFailed(issues)
-    properties = raw.get("properties")
-    return Event(
-        id=id,
-        transaction_id=_identifier(raw.get("transaction_id")) or "",
-        external_subscription_id=_identifier(raw.get("external_subscription_id")) or "",
-        code=_identifier(raw.get("code")) or "",
-        timestamp=parse_timestamp(raw.get("timestamp"), received_at=now),
-        properties=dict(properties) if isinstance(properties, Mapping) else {},
-        created_at=now,
-        precise_total_amount_cents=_amount_text(raw.get("precise_total_amount_cents")),
-    )
+    return event
 
 
 def build_events(raw: Any, *, ids: Sequence[str], now: datetime) -> tuple[Event, ...]:
-    """The records of a valid batch, in order (ValidationFailed with every issue otherwise)."""
-    issues = validate_batch(raw)
+    """The records of a valid batch, in order (ValidationFailed with every issue otherwise).
+
+    Validation and building are one pass: the batch API's hot path reads each input once.
+    """
+    events, issues = _parse_batch(raw, ids=ids, now=now)
     if issues:
         raise ValidationFailed(issues)
-    assert isinstance(raw, list)
-    if len(ids) < len(raw):
-        raise ValueError("one id per event is needed")
-    return tuple(build_event(item, id=ids[i], now=now) for i, item in enumerate(raw))
+    return events

@@ -91,13 +91,13 @@ def _utc(moment: datetime) -> datetime:
 
 def format_datetime(moment: datetime) -> str:
     """ISO 8601 in UTC with whole seconds (fractions truncated): ``2022-03-31T23:59:59Z``."""
-    return _utc(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # isoformat truncates excess precision like strftime, at a fraction of its cost.
+    return _utc(moment).replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
 
 
 def format_timestamp_ms(moment: datetime) -> str:
     """ISO 8601 in UTC with milliseconds (truncated), as Lago writes event timestamps."""
-    utc = _utc(moment)
-    return f"{utc.strftime('%Y-%m-%dT%H:%M:%S')}.{utc.microsecond // 1000:03d}Z"
+    return _utc(moment).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def format_date(day: date) -> str:

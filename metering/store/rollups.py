@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any, NamedTuple
 
 import msgspec
@@ -23,7 +22,7 @@ import msgspec
 from metering.models import BillableMetric, Event
 from metering.ports import AggregateQuery
 from metering.store.codec import to_micros
-from metering.store.folding import GroupFolder
+from metering.store.folding import GroupFolder, Number
 from metering.values import numeric_value, property_text
 
 __all__ = [
@@ -158,11 +157,17 @@ def split_range(from_us: int | None, to_us: int) -> Split | None:
     return Split(tuple(rollups), tuple(raw))
 
 
-def event_value(properties: Mapping[str, Any], field_name: str | None) -> Decimal | None:
-    """The event's numeric field value under Lago's rule, ``None`` if it does not qualify."""
+def event_value(properties: Mapping[str, Any], field_name: str | None) -> Number | None:
+    """The event's numeric field value under Lago's rule, ``None`` if it does not qualify.
+
+    A JSON integer stays an ``int`` (bool is not one): exact, and the cheap case of folding.
+    """
     if field_name is None:
         return None
-    return numeric_value(properties.get(field_name))
+    value = properties.get(field_name)
+    if type(value) is int:
+        return value
+    return numeric_value(value)
 
 
 def group_values(properties: Mapping[str, Any], keys: Sequence[str]) -> tuple[str | None, ...]:
@@ -182,9 +187,18 @@ def add_to_rollups(
     ts: int,
     properties: Mapping[str, Any],
     spec: RollupSpec,
+    dims_cache: dict[tuple[str | None, ...], str] | None = None,
 ) -> None:
-    """Fold one event into the increment of its hour (see :func:`coarser` for the rest)."""
-    dims = encode_dims(group_values(properties, spec.keys))
+    """Fold one event into the increment of its hour (see :func:`coarser` for the rest).
+
+    ``dims_cache`` (values -> encoded dims) spares re-encoding the few distinct dims of a batch.
+    """
+    values = group_values(properties, spec.keys)
+    dims = None if dims_cache is None else dims_cache.get(values)
+    if dims is None:
+        dims = encode_dims(values)
+        if dims_cache is not None:
+            dims_cache[values] = dims
     key = (code, subscription, HOUR_US, bucket_start(ts, HOUR_US), dims)
     folder.add_event(key, event_value(properties, spec.field_name))
 
@@ -201,9 +215,13 @@ def coarser(hours: GroupFolder[RollupKey]) -> tuple[GroupFolder[RollupKey], ...]
             fold.maximum,
         )
     months: GroupFolder[RollupKey] = GroupFolder()
+    month_of: dict[int, int] = {}  # a batch spans few days: compute each day's month once
     for (code, subscription, _, bucket, dims), fold in days.items():
+        month = month_of.get(bucket)
+        if month is None:
+            month = month_of[bucket] = month_start(bucket)
         months.add_partial(
-            (code, subscription, MONTH, month_start(bucket), dims),
+            (code, subscription, MONTH, month, dims),
             fold.events,
             fold.numeric_events,
             fold.total,
@@ -217,6 +235,7 @@ def rollup_deltas(
 ) -> GroupFolder[RollupKey]:
     """Fold newly stored events into hour increments; codes without a spec are skipped."""
     folder: GroupFolder[RollupKey] = GroupFolder()
+    dims_cache: dict[tuple[str | None, ...], str] = {}
     for event in events:
         spec = specs.get(event.code)
         if spec is not None:
@@ -227,5 +246,6 @@ def rollup_deltas(
                 to_micros(event.timestamp),
                 event.properties,
                 spec,
+                dims_cache,
             )
     return folder

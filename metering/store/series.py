@@ -70,15 +70,7 @@ def series_results(folder: GroupFolder[SeriesKey]) -> list[WindowAggregate]:
     """The folder's (window, group) folds as windows ordered by start, groups by values."""
     windows: dict[int, list[GroupAggregate]] = {}
     for (start, values), fold in folder.items():
-        windows.setdefault(start, []).append(
-            GroupAggregate(
-                values=values,
-                events=fold.events,
-                numeric_events=fold.numeric_events,
-                total=fold.total,
-                maximum=fold.maximum,
-            )
-        )
+        windows.setdefault(start, []).append(fold.result(values))
     return [
         WindowAggregate(
             start=from_micros(start),

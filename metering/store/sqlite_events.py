@@ -16,7 +16,7 @@ import msgspec
 from metering.models import Event
 from metering.ports import BatchResult, DuplicatePolicy, EventBatch
 from metering.store.codec import JsonCodec, to_micros
-from metering.store.folding import GroupFolder, exact_context
+from metering.store.folding import GroupFolder, Number, exact_context
 from metering.store.rollups import RollupKey, RollupSpec, add_to_rollups, coarser
 
 __all__ = [
@@ -73,8 +73,11 @@ EventParams = tuple[str, str, str, int, int, str, str, str | None]
 StoredDecimal = int | str
 
 
-def to_stored(value: Decimal) -> StoredDecimal:
+def to_stored(value: Number) -> StoredDecimal:
     """The column value of a decimal; INTEGER only if that loses nothing (not even "1.0")."""
+    if type(value) is int:
+        return value if -_SMALL < value < _SMALL else str(value)
+    assert isinstance(value, Decimal)
     exponent = value.as_tuple().exponent
     if exponent == 0 and abs(value) < _SMALL:
         return int(value)

@@ -108,15 +108,16 @@ def _fold_split(
                 dims = msgspec.json.decode(text, type=tuple[str | None, ...])
                 group = projected[text] = tuple(dims[i] for i in positions)
             if with_numbers:
+                # INTEGER columns fold as ints; TEXT ones are exact decimals.
                 folder.add_partial(
                     group,
                     events,
                     numeric_events,
-                    Decimal(total),
-                    None if maximum is None else Decimal(maximum),
+                    total if type(total) is int else Decimal(total),
+                    maximum if maximum is None or type(maximum) is int else Decimal(maximum),
                 )
             else:
-                folder.add_partial(group, events, 0, Decimal(0), None)
+                folder.add_partial(group, events, 0, 0, None)
         elif kind == 1:
             properties = codec.decode_properties(text)
             folder.add_event(

@@ -16,8 +16,8 @@ from litestar import Request, Response, get, post
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
 
-from metering.api_events import build_event, build_events, validate_batch
-from metering.errors import Conflict, ValidationFailed
+from metering.api_events import build_event, build_events
+from metering.errors import Conflict
 from metering.formats import format_datetime, format_timestamp_ms
 from metering.models import Event
 from metering.ports import DuplicatePolicy, EventBatch
@@ -33,8 +33,12 @@ _ENCODER = msgspec.json.Encoder(decimal_format="number")
 _DUPLICATE = {"transaction_id": ["value_already_exist"]}
 
 
-def event_json(event: Event) -> dict[str, Any]:
-    """Lago's event object (``lago-python-client``'s ``EventResponse``)."""
+def event_json(event: Event, *, created_at: str | None = None) -> dict[str, Any]:
+    """Lago's event object (``lago-python-client``'s ``EventResponse``).
+
+    ``created_at`` is the formatted creation time when the caller already has it (a batch's
+    events share one).
+    """
     return {
         "lago_id": event.id,
         "transaction_id": event.transaction_id,
@@ -45,7 +49,7 @@ def event_json(event: Event) -> dict[str, Any]:
         "timestamp": format_timestamp_ms(event.timestamp),
         "precise_total_amount_cents": event.precise_total_amount_cents,
         "properties": event.properties,
-        "created_at": format_datetime(event.created_at),
+        "created_at": format_datetime(event.created_at) if created_at is None else created_at,
     }
 
 
@@ -83,17 +87,16 @@ async def _batch_body(request: Request[Any, Any, Any]) -> Any:
 async def create_batch(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Ingest 1..100 events all together, or none of them (422 keyed by event index)."""
     raw = await _batch_body(request)
-    issues = validate_batch(raw)
-    if issues:
-        raise ValidationFailed(issues)
     gateway = gateway_of(request)
-    count = len(raw)
+    count = len(raw) if isinstance(raw, list) else 0
+    # Validates every event and builds them in one pass (ValidationFailed lists each issue).
     events = build_events(raw, ids=[str(uuid.uuid4()) for _ in range(count)], now=gateway.clock())
     result = await gateway.writer.submit(EventBatch(events=events, policy=DuplicatePolicy.REJECT))
     if not result.stored:
         issues = {str(index): _DUPLICATE for index in result.duplicates}
         raise Conflict(issues or {"events": ["value_already_exist"]})
-    return _json({"events": [event_json(e) for e in events]})
+    created_at = format_datetime(events[0].created_at)
+    return _json({"events": [event_json(e, created_at=created_at) for e in events]})
 
 
 @get("/events/{transaction_id:str}")
