@@ -7,7 +7,7 @@ never a read before the write.
 
 from __future__ import annotations
 
-import uuid
+import os
 from decimal import Decimal
 from typing import Any
 
@@ -53,6 +53,22 @@ def event_json(event: Event, *, created_at: str | None = None) -> dict[str, Any]
     }
 
 
+def _event_ids(count: int) -> list[str]:
+    """``count`` random (version 4) UUIDs as text, from one ``os.urandom`` call.
+
+    ``uuid.uuid4()`` costs a system call and an object per event; a 100-event batch needs 100.
+    """
+    ids = []
+    entropy = os.urandom(16 * count)
+    for start in range(0, 16 * count, 16):
+        raw = bytearray(entropy[start : start + 16])
+        raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+        raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+        h = raw.hex()
+        ids.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+    return ids
+
+
 def _json(body: Any) -> Response[bytes]:
     return Response(_ENCODER.encode(body), status_code=200, media_type="application/json")
 
@@ -62,7 +78,7 @@ async def create_event(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Ingest one event; a repeated (subscription, transaction id) is a 422."""
     raw = await read_root(request, "event")
     gateway = gateway_of(request)
-    event = build_event(raw, id=str(uuid.uuid4()), now=gateway.clock())
+    event = build_event(raw, id=_event_ids(1)[0], now=gateway.clock())
     result = await gateway.writer.submit(EventBatch(events=(event,), policy=DuplicatePolicy.REJECT))
     if not result.stored:
         raise Conflict(_DUPLICATE)
@@ -90,7 +106,7 @@ async def create_batch(request: Request[Any, Any, Any]) -> Response[bytes]:
     gateway = gateway_of(request)
     count = len(raw) if isinstance(raw, list) else 0
     # Validates every event and builds them in one pass (ValidationFailed lists each issue).
-    events = build_events(raw, ids=[str(uuid.uuid4()) for _ in range(count)], now=gateway.clock())
+    events = build_events(raw, ids=_event_ids(count), now=gateway.clock())
     result = await gateway.writer.submit(EventBatch(events=events, policy=DuplicatePolicy.REJECT))
     if not result.stored:
         issues = {str(index): _DUPLICATE for index in result.duplicates}
