@@ -29,6 +29,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--reasoning-tokens", type=int, default=0)
     parser.add_argument("--chunk-delay-ms", type=int, default=0, help="pause between SSE events")
     parser.add_argument("--delay-ms", type=int, default=0, help="pause before each answer")
+    parser.add_argument("--chunks", type=int, default=None, help="content chunks per choice")
+    parser.add_argument(
+        "--canned",
+        action="store_true",
+        help="benchmarks: chat completions answered with bytes rendered once (see canned.py)",
+    )
+    parser.add_argument("--loop", default="asyncio", choices=("asyncio", "uvloop", "auto"))
     parser.add_argument("--log-level", default="warning")
     return parser
 
@@ -42,13 +49,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         reasoning_tokens=args.reasoning_tokens,
         chunk_delay_ms=args.chunk_delay_ms,
         delay_ms=args.delay_ms,
+        chunks=args.chunks,
     )
-    config = SimulatorConfig(api_key=args.api_key, faults=faults)
+    config = SimulatorConfig(api_key=args.api_key, faults=faults, canned=args.canned)
     sock = bind_socket(args.host, args.port)
     host, port = sock.getsockname()[:2]
     print(f"simulator listening on http://{host}:{port}/v1", flush=True)
     server = uvicorn.Server(
-        uvicorn_config(create_app(config), log_level=args.log_level, quiet=False)
+        uvicorn_config(create_app(config), log_level=args.log_level, quiet=False, loop=args.loop)
     )
     try:
         server.run(sockets=[sock])

@@ -14,6 +14,7 @@ import hmac
 
 import msgspec
 
+from proxy.simulator.canned import CannedChat
 from proxy.simulator.config import HEADER_PREFIX, Faults, SimulatorConfig, faults_from_headers
 from proxy.simulator.control import CONTROL_PREFIX, handle_control
 from proxy.simulator.endpoints import (
@@ -31,8 +32,9 @@ from proxy.simulator.state import SimulatorState
 
 __all__ = ["SimulatorApp", "create_app"]
 
+_CHAT_PATH = "/v1/chat/completions"
 _ROUTES: dict[str, tuple[str, Handler]] = {
-    "/v1/chat/completions": ("POST", chat),
+    _CHAT_PATH: ("POST", chat),
     "/v1/completions": ("POST", completions),
     "/v1/embeddings": ("POST", embeddings),
     "/v1/responses": ("POST", responses),
@@ -124,6 +126,7 @@ class SimulatorApp:
         """Build the app and its fresh state."""
         self.config = config
         self.state = SimulatorState(config)
+        self._canned = CannedChat(config.faults) if config.canned else None
         key = config.api_key
         self._credentials = (
             None
@@ -144,6 +147,9 @@ class SimulatorApp:
         body = await _read_body(receive)
         method: str = scope["method"]
         path: str = scope["path"]
+        if self._canned is not None and path == _CHAT_PATH and method == "POST":
+            await self._canned.answer(body, send)
+            return
         if path.startswith(CONTROL_PREFIX):
             await handle_control(self.state, method, path, body, send)
             return

@@ -102,6 +102,9 @@ class SimulatorConfig(msgspec.Struct, frozen=True, kw_only=True):
         request_log_size: how many requests `GET /_sim/requests` remembers.
         request_log_body_limit: bytes of each logged body kept (bounds the log's memory).
         max_stream_seconds: upper bound on a `never_end` stream.
+        canned: answer `POST /v1/chat/completions` with bytes rendered once from `faults`, with
+            no request log, counters, key check or `x-sim-*` headers (benchmarks; see
+            `proxy.simulator.canned`).
     """
 
     api_key: str | None = None
@@ -111,6 +114,7 @@ class SimulatorConfig(msgspec.Struct, frozen=True, kw_only=True):
     request_log_size: int = 50
     request_log_body_limit: int = 256 * 1024
     max_stream_seconds: float = 600.0
+    canned: bool = False
 
 
 def faults_from_control(base: Faults, fields: dict[str, object]) -> Faults:

@@ -7,6 +7,7 @@ yields a known ephemeral port and there is no window in which a client could be 
 from __future__ import annotations
 
 from types import TracebackType
+from typing import Literal
 
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
@@ -20,7 +21,11 @@ __all__ = ["SimulatorServer", "uvicorn_config"]
 
 
 def uvicorn_config(
-    app: SimulatorApp, *, log_level: str = "warning", quiet: bool = True
+    app: SimulatorApp,
+    *,
+    log_level: str = "warning",
+    quiet: bool = True,
+    loop: Literal["asyncio", "uvloop", "auto"] = "asyncio",
 ) -> uvicorn.Config:
     """The uvicorn settings that keep the simulator cheap (for ``python -m proxy.simulator``).
 
@@ -29,7 +34,7 @@ def uvicorn_config(
     """
     return uvicorn.Config(
         app,
-        loop="asyncio",
+        loop=loop,
         http="auto",
         lifespan="off",
         access_log=False,
