@@ -139,7 +139,7 @@ class Stack:
     def start(self) -> Stack:
         """Start the simulator, write the config, create a key, start the gateway."""
         # The child processes get this process's environment plus their own variables.
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # noqa: TID251
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         sim = self._spawn(
             "simulator",
             [
