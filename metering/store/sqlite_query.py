@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import decimal
+import sqlite3
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
@@ -13,7 +15,7 @@ from metering.errors import NotFound
 from metering.models import Event
 from metering.ports import AggregateQuery, GroupAggregate
 from metering.store.codec import JsonCodec, from_micros, to_micros
-from metering.store.folding import GroupFolder, group_results
+from metering.store.folding import GroupFolder, Number, exact_context, group_results
 from metering.store.rollups import HOUR_US, RollupSpec, event_value, group_values, split_range
 from metering.store.sqlite_events import decode_spec
 
@@ -36,19 +38,43 @@ _RAW = (
 # hours from raw events (kind 1; up to two ranges) and the spec the rollups were built with
 # (kind 2), so a concurrent rebuild can never be read with a stale idea of the dims. Unused
 # ranges are passed empty.
-_ROLLUP_PART = (
-    "SELECT 0, dims, events, numeric_events, total, maximum FROM rollups "
-    "WHERE code = ? AND external_subscription_id = ? AND grain = ? AND bucket >= ? AND bucket < ?"
+#
+# SQLite folds each range per dims itself (a period of day rows is thousands of rows, and
+# Python would fold each): INTEGER totals and maxima with SUM/MAX, the exact TEXT ones (not
+# small whole numbers, see sqlite_events) passed through group_concat for Python to add.
+# SUM raises "integer overflow" past int64; the statement is then re-run without grouping.
+_TOTALS = (
+    "{agg}(CASE WHEN typeof(total) = 'integer' THEN total END), "
+    "{cat}(CASE WHEN typeof(total) = 'text' THEN total END{sep}), "
+    "{max}(CASE WHEN typeof(maximum) = 'integer' THEN maximum END), "
+    "{cat}(CASE WHEN typeof(maximum) = 'text' THEN maximum END{sep})"
+)
+_RANGE = (
+    "FROM rollups WHERE code = ? AND external_subscription_id = ? AND grain = ? "
+    "AND bucket >= ? AND bucket < ?"
+)
+_GROUPED_PART = (
+    "SELECT 0, dims, SUM(events), SUM(numeric_events), "
+    + _TOTALS.format(agg="SUM", cat="group_concat", max="MAX", sep=", ' '")
+    + f" {_RANGE} GROUP BY dims"
+)
+_ROW_PART = (
+    "SELECT 0, dims, events, numeric_events, "
+    + _TOTALS.format(agg="", cat="", max="", sep="")
+    + f" {_RANGE}"
 )
 _RAW_PART = (
-    "SELECT 1, properties, NULL, NULL, NULL, NULL FROM events "
+    "SELECT 1, properties, NULL, NULL, NULL, NULL, NULL, NULL FROM events "
     "WHERE external_subscription_id = ? AND code = ? AND ts BETWEEN ? AND ?"
 )
-_SPEC_PART = "SELECT 2, keys, field_name, NULL, NULL, NULL FROM rollup_specs WHERE code = ?"
+_SPEC_PART = (
+    "SELECT 2, keys, field_name, NULL, NULL, NULL, NULL, NULL FROM rollup_specs WHERE code = ?"
+)
 _ROLLUP_PARTS = 5
 _RAW_PARTS = 2
-_SPLIT = " UNION ALL ".join(
-    [_ROLLUP_PART] * _ROLLUP_PARTS + [_RAW_PART] * _RAW_PARTS + [_SPEC_PART]
+_SPLIT_GROUPED, _SPLIT_ROWS = (
+    " UNION ALL ".join([part] * _ROLLUP_PARTS + [_RAW_PART] * _RAW_PARTS + [_SPEC_PART])
+    for part in (_GROUPED_PART, _ROW_PART)
 )
 
 
@@ -86,7 +112,12 @@ async def aggregate(
     for first, last in list(split.raw) + [(1, 0)] * (_RAW_PARTS - len(split.raw)):
         params += (sub, code, first, last)
     params.append(code)
-    rows = list(await conn.execute_fetchall(_SPLIT, params))
+    try:
+        rows = list(await conn.execute_fetchall(_SPLIT_GROUPED, params))
+    except sqlite3.OperationalError as error:
+        if "integer overflow" not in str(error):
+            raise
+        rows = list(await conn.execute_fetchall(_SPLIT_ROWS, params))
     recorded = [decode_spec(row[2], row[1]) for row in rows if row[0] == 2]
     if recorded != [spec]:
         # The rollups were rebuilt under another spec since the caller looked: read raw.
@@ -94,27 +125,41 @@ async def aggregate(
     return _fold_split(rows, query, spec, codec)
 
 
+def _texts(ctx: decimal.Context, number: Number | None, texts: str | None) -> Number:
+    # An INTEGER column's SUM (None: no such row) plus the TEXT decimals group_concat listed.
+    total = 0 if number is None else number
+    for text in texts.split(" ") if texts else ():
+        total = ctx.add(total, Decimal(text))
+    return total
+
+
+def _highest(number: int | None, texts: str | None) -> Number | None:
+    candidates: list[Number] = [] if number is None else [number]
+    candidates += [Decimal(text) for text in texts.split(" ")] if texts else []
+    return max(candidates) if candidates else None
+
+
 def _fold_split(
     rows: Sequence[Any], query: AggregateQuery, spec: RollupSpec, codec: JsonCodec
 ) -> list[GroupAggregate]:
     positions = [spec.keys.index(key) for key in query.group_keys]
     with_numbers = query.field_name is not None
+    ctx = exact_context()
     folder: GroupFolder[tuple[str | None, ...]] = GroupFolder()
-    projected: dict[str, tuple[str | None, ...]] = {}  # dims repeat across hours: decode once
-    for kind, text, events, numeric_events, total, maximum in rows:
+    projected: dict[str, tuple[str | None, ...]] = {}  # dims repeat across ranges: decode once
+    for kind, text, events, numeric_events, total, totals, maximum, maxima in rows:
         if kind == 0:
             group = projected.get(text)
             if group is None:
                 dims = msgspec.json.decode(text, type=tuple[str | None, ...])
                 group = projected[text] = tuple(dims[i] for i in positions)
             if with_numbers:
-                # INTEGER columns fold as ints; TEXT ones are exact decimals.
                 folder.add_partial(
                     group,
                     events,
                     numeric_events,
-                    total if type(total) is int else Decimal(total),
-                    maximum if maximum is None or type(maximum) is int else Decimal(maximum),
+                    _texts(ctx, total, totals),
+                    _highest(maximum, maxima),
                 )
             else:
                 folder.add_partial(group, events, 0, 0, None)

@@ -194,6 +194,26 @@ async def test_whole_months_come_from_month_rollups(db: Path) -> None:
     ]
 
 
+async def test_sums_past_int64_stay_exact(db: Path) -> None:
+    # Each day row holds one INTEGER just below 2**62; SQLite's SUM over the days overflows
+    # int64, so the read falls back to folding rows in Python; decimals mix in as TEXT.
+    big = 2**62 - 1
+    async with opened(db) as store:
+        await store.put_metric(metric())
+        values: list[int | Decimal] = [big, big, big, Decimal("0.25"), Decimal("7")]
+        events = tuple(
+            event(f"t{n}", ts=at(days=n + 1, hours=3), properties={"tokens": value})
+            for n, value in enumerate(values)
+        )
+        await store.write_batches([EventBatch(events=events)])
+        bounds = {"from_ts": at(days=1), "to_ts": at(days=6, microseconds=-1)}
+        delete_raw_events(db)  # what is counted comes from rollups
+        (result,) = await store.aggregate(query(**bounds))
+    assert result.total == 3 * big + Decimal("7.25")
+    assert result.maximum == big
+    assert result.numeric_events == 5
+
+
 async def test_upgrade_from_schema_1_rebuilds_rollups_with_months(db: Path) -> None:
     async with opened(db) as store:
         await store.put_metric(metric())
