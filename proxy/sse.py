@@ -5,7 +5,8 @@ on whole SSE events (an event is what a client consumes, so waiting for its end 
 Rules (reference/openai-usage.md section 2): the last non-null ``usage`` wins, never a sum;
 when the client did not ask for usage, the usage-only chunk (``usage`` set, ``choices: []``)
 is dropped and a usage attached to a chunk with choices is removed; ``[DONE]`` is held back so
-that the caller can commit the usage before the stream's last event goes out.
+that the caller can commit the usage before the stream's last event goes out (so is the usage
+chunk of a client that asked: the last one the upstream sent, once).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class SSEReader:
         self._usage: dict[str, Any] | None = None
         self._texts: dict[int, list[str]] = {}
         self._held: bytes = b""
-        self._usage_sent = False
+        self._usage_chunk = b""
         self.done = False
         self.malformed = 0
 
@@ -53,7 +54,8 @@ class SSEReader:
 
     def tail(self) -> bytes:
         """What is left to send once usage is committed: ``[DONE]`` and any partial event."""
-        rest, self._held, self._buffer = self._held + self._buffer, b"", b""
+        rest = self._usage_chunk + self._held + self._buffer
+        self._usage_chunk, self._held, self._buffer = b"", b"", b""
         return rest
 
     def usage(self) -> TokenUsage | None:
@@ -95,10 +97,10 @@ class SSEReader:
                 return b"data: " + msgspec.json.encode(document) + b"\n\n"
             if usage_only:
                 # A client that asked gets exactly one usage chunk, even from an upstream
-                # that repeats it; the last one's numbers win for metering all the same.
-                if self._usage_sent:
-                    return b""
-                self._usage_sent = True
+                # that repeats it: the last one, whose numbers are the ones metered. It goes
+                # out with the tail, once the usage is committed.
+                self._usage_chunk = event
+                return b""
         return event
 
     def _collect(self, document: dict[str, Any]) -> None:

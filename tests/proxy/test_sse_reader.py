@@ -78,10 +78,25 @@ def test_cumulative_usage_takes_the_last_never_a_sum() -> None:
     assert (usage.prompt_tokens, usage.completion_tokens) == (5, 4)
 
 
-def test_repeated_usage_chunk_reaches_an_asking_client_once() -> None:
-    usage_chunk = chunk({"choices": [], "usage": USAGE})
-    out, _ = read(content("a") + usage_chunk + usage_chunk + b"data: [DONE]\n\n", 3, strip=False)
-    assert out.count(b'"prompt_tokens":9') == 1
+def test_repeated_usage_chunk_reaches_an_asking_client_once_the_last_one() -> None:
+    # One upstream sends cached_tokens in a second usage-only frame (openai-usage.md 2.5):
+    # the client gets that last frame once, and it is what is metered.
+    later = {**USAGE, "prompt_tokens_details": {"cached_tokens": 4}}
+    stream = (
+        content("a")
+        + chunk({"choices": [], "usage": USAGE})
+        + chunk({"choices": [], "usage": later})
+        + b"data: [DONE]\n\n"
+    )
+    for split in range(len(stream) + 1):
+        out, reader = read(stream, split, strip=False)
+        assert out.count(b'"prompt_tokens":9') == 1
+        assert out.endswith(chunk({"choices": [], "usage": later}) + b"data: [DONE]\n\n")
+        usage = reader.usage()
+        assert usage is not None
+        assert usage.cached_tokens == 4
+        stripped, _ = read(stream, split, strip=True)
+        assert stripped == content("a") + b"data: [DONE]\n\n"
 
 
 def test_malformed_lines_are_forwarded_and_counted_and_crlf_works() -> None:
