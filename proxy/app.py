@@ -19,6 +19,7 @@ from proxy.auth import KeyAuthenticator
 from proxy.catalog import ensure_default_catalog
 from proxy.errors import exception_handlers
 from proxy.lago import lago_router
+from proxy.request_id import ensure_request_id
 from proxy.routes import openai as openai_routes
 from proxy.routes.health import healthz, readyz
 from proxy.routes.usage import key_usage
@@ -96,6 +97,7 @@ def create_app(
         route_handlers=[healthz, readyz, *openai_routes.ROUTES, key_usage, lago_router()],
         lifespan=[lifespan],
         exception_handlers=exception_handlers(),
+        before_send=[ensure_request_id],
         request_max_body_size=settings.server.max_body_bytes,
         openapi_config=OpenAPIConfig(title="tallygate", version="0.1.0", path="/schema"),
         debug=False,

@@ -79,4 +79,9 @@ class MeteredCall:
         tokens = self.gateway.tokens
         prompt = await self.surface.prompt(tokens, request_doc, model)
         completion = await tokens.acount_completion(completion_texts, model)
-        return TokenUsage(prompt_tokens=prompt, completion_tokens=completion, source="estimated")
+        return TokenUsage(
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            source="estimated",
+            estimate="lower_bound" if self.surface.hidden_input(request_doc) else None,
+        )

@@ -29,6 +29,9 @@ class Surface:
     injects_usage: bool
     prompt: PromptCounter
     texts: Callable[[Any], list[str]]
+    #: Whether a request pulls in server-side input the gateway never sees (its prompt
+    #: estimate is then a lower bound).
+    hidden_input: Callable[[Any], bool] = lambda _body: False
 
 
 async def _chat_prompt(counter: TokenCounter, body: dict[str, Any], model: str) -> int:
@@ -91,7 +94,16 @@ def _responses_texts(document: Any) -> list[str]:
     return ["".join(parts)] if parts else []
 
 
+def _responses_history(body: Any) -> bool:
+    # Stored responses and conversations are added to input_tokens upstream.
+    return isinstance(body, dict) and bool(
+        body.get("previous_response_id") or body.get("conversation")
+    )
+
+
 CHAT = Surface("chat/completions", True, True, _chat_prompt, _chat_texts)
 COMPLETIONS = Surface("completions", True, True, _completion_prompt, _completion_texts)
 EMBEDDINGS = Surface("embeddings", False, False, _embedding_prompt, _no_texts)
-RESPONSES = Surface("responses", True, False, _responses_prompt, _responses_texts)
+RESPONSES = Surface(
+    "responses", True, False, _responses_prompt, _responses_texts, _responses_history
+)

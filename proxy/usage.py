@@ -20,6 +20,9 @@ from metering.models import ApiKey, Event
 __all__ = ["TokenUsage", "usage_events", "usage_from_body", "usage_from_object"]
 
 UsageSource = Literal["upstream", "estimated"]
+#: How far an estimate can be trusted: ``lower_bound`` when the upstream holds input the
+#: gateway never saw (Responses ``previous_response_id`` / ``conversation``).
+EstimateKind = Literal["lower_bound"]
 
 
 class TokenUsage(msgspec.Struct, frozen=True, kw_only=True):
@@ -29,6 +32,9 @@ class TokenUsage(msgspec.Struct, frozen=True, kw_only=True):
     completion_tokens: int
     cached_tokens: int = 0
     source: UsageSource = "upstream"
+    #: Set on estimates that are known to miss tokens (see :data:`EstimateKind`).
+    estimate: EstimateKind | None = None
+    #: The upstream's ``usage`` object as it sent it (absent for estimates).
     raw: dict[str, Any] | None = None
 
     @property
@@ -88,7 +94,10 @@ def usage_events(
 ) -> tuple[Event, ...]:
     """One event per token type with tokens (design.md section 4), sharing the request id.
 
-    The sum of ``tokens`` over the events equals ``prompt_tokens + completion_tokens``.
+    The sum of ``tokens`` over the events equals ``prompt_tokens + completion_tokens``. The
+    request's first event also keeps the upstream's usage object verbatim as ``usage_raw``
+    (once per request, not per event: it is the largest property). Estimates known to miss
+    tokens say so on every event with ``estimate`` (e.g. ``lower_bound``).
     """
     cached = usage.cached_tokens if settings.split_cached_input else 0
     counts = {
@@ -96,22 +105,30 @@ def usage_events(
         "cached_input": cached,
         "output": usage.completion_tokens,
     }
-    return tuple(
-        Event(
-            id=str(uuid.uuid4()),
-            transaction_id=f"{request_id}:{token_type}",
-            external_subscription_id=key.external_subscription_id,
-            code=settings.metric_code,
-            timestamp=timestamp,
-            created_at=created_at,
-            properties={
-                settings.model_property: model,
-                settings.type_property: token_type,
-                settings.field_name: tokens,
-                "key_id": key.id,
-                "usage_source": usage.source,
-            },
+    events: list[Event] = []
+    for token_type, tokens in counts.items():
+        if tokens <= 0:
+            continue
+        properties: dict[str, Any] = {
+            settings.model_property: model,
+            settings.type_property: token_type,
+            settings.field_name: tokens,
+            "key_id": key.id,
+            "usage_source": usage.source,
+        }
+        if usage.estimate is not None:
+            properties["estimate"] = usage.estimate
+        if usage.raw is not None and not events:
+            properties["usage_raw"] = usage.raw
+        events.append(
+            Event(
+                id=str(uuid.uuid4()),
+                transaction_id=f"{request_id}:{token_type}",
+                external_subscription_id=key.external_subscription_id,
+                code=settings.metric_code,
+                timestamp=timestamp,
+                created_at=created_at,
+                properties=properties,
+            )
         )
-        for token_type, tokens in counts.items()
-        if tokens > 0
-    )
+    return tuple(events)
