@@ -119,3 +119,29 @@ def test_upstream_timeout_and_refused_connection(
     assert error["code"] == "upstream_unavailable"
     assert "127.0.0.1" not in error["message"]  # no upstream URL leaks to clients
     assert usage_of(routed, key)["key_usage"]["breakdown"] == []
+
+
+def test_azure_stream_is_routed_injected_and_metered_under_the_alias(
+    routed: Gateway, azure_sim: SimulatorServer
+) -> None:
+    key = routed.new_key("azure-stream")
+    chunks = list(
+        routed.client(key).chat.completions.create(model="team-gpt", messages=MESSAGES, stream=True)
+    )
+    assert chunks
+    assert all(c.usage is None and c.choices for c in chunks)  # the client asked for none
+    (sent,) = azure_sim.control.requests()
+    assert sent["path"] == "/openai/deployments/prod-gpt4o-deployment/chat/completions"
+    assert "api-version=2024-10-21" in sent["query"]
+    forwarded = msgspec.json.decode(sent["body"])
+    assert forwarded["model"] == "prod-gpt4o-deployment"
+    assert forwarded["stream_options"] == {"include_usage": True}
+    reported = azure_sim.control.stats()["usage"]
+    rows = {
+        (r["model"], r["type"]): r["tokens"]
+        for r in usage_of(routed, key)["key_usage"]["breakdown"]
+    }
+    assert rows == {
+        ("team-gpt", "input"): reported["prompt_tokens"],
+        ("team-gpt", "output"): reported["completion_tokens"],
+    }
