@@ -56,6 +56,8 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
         print(f"tallygate: the store's directory {db.parent} does not exist", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # httpx logs every upstream request at INFO: a formatted line per request on the hot path.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     bind_host = host or settings.server.host
     bind_port = settings.server.port if port is None else port
     config = uvicorn.Config(
