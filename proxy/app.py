@@ -26,6 +26,7 @@ from proxy.routes.usage import key_usage
 from proxy.state import Clock, Gateway, system_clock
 from proxy.tokens import TokenCounter
 from proxy.upstream import UpstreamRouter
+from proxy.upstream_transport import UpstreamTransport
 
 __all__ = ["create_app", "sqlite_path"]
 
@@ -68,7 +69,9 @@ def create_app(
             await writer.start()
             await ensure_default_catalog(store, settings, clock())
             async with httpx.AsyncClient(
-                transport=transport,
+                # The lean transport unless a test hands in its own (bench/RESULTS.md: httpx's
+                # default transport cost the gateway more CPU than everything else together).
+                transport=transport if transport is not None else UpstreamTransport(),
                 follow_redirects=False,
                 limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
             ) as http:

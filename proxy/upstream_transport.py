@@ -1,0 +1,340 @@
+"""A lean HTTP/1.1 transport for the httpx client that calls the upstreams.
+
+httpx stays the client API (requests, responses, timeouts and its exception types), but the
+default transport (httpcore over anyio) costs the gateway more CPU per request than everything
+else together: the benchmark's profile (bench/RESULTS.md) showed it at ~40% of the gateway's
+CPU, with per-request scans of the pool and several anyio layers per socket operation. This
+transport talks HTTP/1.1 over an :class:`asyncio.Protocol`, parses responses with httptools (the
+same C parser uvicorn uses), writes each request in one ``write`` and keeps connections alive in
+a per-origin LIFO pool. What it does not do, httpx's default transport would: HTTP/2, proxies
+(proxy mounts from the environment still use httpx's own transports), retries.
+
+Errors are httpx's: ``ConnectError``/``ConnectTimeout`` before a connection exists,
+``ReadTimeout``/``WriteTimeout`` while waiting, ``RemoteProtocolError`` for a connection closed
+or garbled mid-response, so callers handle them as they did with the default transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import cast
+
+import httptools
+import httpx
+
+__all__ = ["UpstreamTransport"]
+
+_Origin = tuple[str, str, int]
+# A response body buffered beyond this stops reading from the socket until it is consumed.
+_HIGH_WATER = 256 * 1024
+
+
+class _Connection(asyncio.Protocol):
+    """One upstream connection; serves one request at a time (no pipelining)."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self._parser = httptools.HttpResponseParser(self)
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._status = 0
+        self._has_length = False
+        self._keep_alive = False
+        self._head: asyncio.Future[None] | None = None
+        self._body: deque[bytes] = deque()
+        self._buffered = 0
+        self._paused = False
+        self._complete = False
+        self._error: httpx.HTTPError | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._writable: asyncio.Future[None] | None = None
+        self.started = False  # a response byte arrived for the current request
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.started = True
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(httpx.RemoteProtocolError("upstream switched protocols"))
+        except httptools.HttpParserError as exc:
+            self._fail(httpx.RemoteProtocolError(f"malformed upstream response: {exc}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self._complete:
+            return
+        if self._status and not self._has_length and self._head is not None and self._head.done():
+            # A body delimited by the end of the connection (no length, no chunking) ends here.
+            self.on_message_complete()
+            return
+        self._fail(httpx.RemoteProtocolError("upstream closed the connection mid-response"))
+
+    def pause_writing(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._writable is None or self._writable.done():
+            self._writable = loop.create_future()
+
+    def resume_writing(self) -> None:
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+
+    # httptools callbacks
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self._status = self._parser.get_status_code()
+        names = {name.lower() for name, _ in self._headers}
+        self._has_length = b"content-length" in names or b"transfer-encoding" in names
+        if self._head is not None and not self._head.done():
+            self._head.set_result(None)
+
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+        self._buffered += len(body)
+        if self._buffered > _HIGH_WATER and not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        # llhttp answers keep-alive only while the message is current, so note it now.
+        self._keep_alive = bool(self._parser.should_keep_alive())
+        self._complete = True
+        if self._head is not None and not self._head.done():
+            self._head.set_result(None)
+        self._wake()
+
+    # the request side
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def _fail(self, error: httpx.HTTPError) -> None:
+        if self._error is None:
+            self._error = error
+        for future in (self._head, self._waiter):
+            if future is not None and not future.done():
+                future.set_exception(error)
+        self.close()
+
+    def close(self) -> None:
+        """Close the socket (the connection is not reused)."""
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    @property
+    def reusable(self) -> bool:
+        """Whether the finished exchange leaves the connection fit for another request."""
+        return self._complete and self._keep_alive and not self.closed
+
+    async def send(self, data: bytes, timeouts: dict[str, float | None]) -> None:
+        """Write one whole request and wait for the response's status line and headers."""
+        assert self.transport is not None
+        loop = asyncio.get_running_loop()
+        self._parser = httptools.HttpResponseParser(self)
+        self._headers, self._status, self._has_length = [], 0, False
+        self._body.clear()
+        self._buffered, self._complete, self._error, self.started = 0, False, None, False
+        self._keep_alive = False
+        self._head = loop.create_future()
+        self.transport.write(data)
+        if self._writable is not None and not self._writable.done():
+            await _within(self._writable, timeouts.get("write"), httpx.WriteTimeout)
+        await _within(self._head, timeouts.get("read"), httpx.ReadTimeout)
+
+    def response_head(self) -> tuple[int, list[tuple[bytes, bytes]]]:
+        """The status and raw headers of the response being read."""
+        return self._status, self._headers
+
+    async def body(self, read_timeout: float | None) -> AsyncIterator[bytes]:
+        """The response body as it arrives; ends when the message is complete."""
+        loop = asyncio.get_running_loop()
+        while True:
+            while self._body:
+                piece = self._body.popleft()
+                self._buffered -= len(piece)
+                if self._paused and self._buffered <= _HIGH_WATER // 2:
+                    self._paused = False
+                    if self.transport is not None:
+                        self.transport.resume_reading()
+                yield piece
+            if self._complete:
+                return
+            if self._error is not None:
+                raise self._error
+            self._waiter = loop.create_future()
+            await _within(self._waiter, read_timeout, httpx.ReadTimeout)
+
+
+async def _within(
+    future: asyncio.Future[None], seconds: float | None, error: type[httpx.TimeoutException]
+) -> None:
+    """Await ``future``, raising ``error`` after ``seconds`` (None: no limit).
+
+    A timer on the future rather than ``asyncio.timeout``: no cancellation machinery per wait.
+    """
+    if future.done() or seconds is None:
+        await future
+        return
+    loop = asyncio.get_running_loop()
+    handle = loop.call_later(seconds, _expire, future, error)
+    try:
+        await future
+    finally:
+        handle.cancel()
+
+
+def _expire(future: asyncio.Future[None], error: type[httpx.TimeoutException]) -> None:
+    if not future.done():
+        future.set_exception(error("upstream did not answer in time"))
+
+
+class _Body(httpx.AsyncByteStream):
+    """A response body that hands its connection back to the pool once fully read."""
+
+    def __init__(
+        self, pool: UpstreamTransport, origin: _Origin, conn: _Connection, timeout: float | None
+    ) -> None:
+        self._pool, self._origin, self._conn, self._timeout = pool, origin, conn, timeout
+        self._released = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for piece in self._conn.body(self._timeout):
+                yield piece
+        except BaseException:
+            self._release(reuse=False)
+            raise
+        self._release(reuse=True)
+
+    def _release(self, *, reuse: bool) -> None:
+        if not self._released:
+            self._released = True
+            self._pool.release(self._origin, self._conn, reuse=reuse)
+
+    async def aclose(self) -> None:
+        # Closed before the end (client gone, error): the connection's state is unknown.
+        self._release(reuse=False)
+
+
+class UpstreamTransport(httpx.AsyncBaseTransport):
+    """HTTP/1.1 over asyncio with a keep-alive pool per origin (see the module docstring)."""
+
+    def __init__(
+        self, *, max_idle_per_origin: int = 256, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
+        """A transport keeping up to ``max_idle_per_origin`` idle connections per origin."""
+        self._idle: dict[_Origin, list[_Connection]] = {}
+        self._max_idle = max_idle_per_origin
+        self._ssl = ssl_context
+        self._closed = False
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            self._ssl = httpx.create_ssl_context()
+            self._ssl.set_alpn_protocols(["http/1.1"])
+        return self._ssl
+
+    async def _connect(self, origin: _Origin, seconds: float | None) -> _Connection:
+        scheme, host, port = origin
+        loop = asyncio.get_running_loop()
+        tls = self._ssl_context() if scheme == "https" else None
+        opening = loop.create_connection(
+            _Connection, host, port, ssl=tls, server_hostname=host if tls else None
+        )
+        try:
+            async with asyncio.timeout(seconds):
+                _, conn = await opening
+        except TimeoutError:
+            raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out") from None
+        except OSError as exc:
+            raise httpx.ConnectError(f"cannot connect to {host}:{port}: {exc}") from None
+        return conn
+
+    def _take_idle(self, origin: _Origin) -> _Connection | None:
+        idle = self._idle.get(origin)
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                return conn
+        return None
+
+    def release(self, origin: _Origin, conn: _Connection, *, reuse: bool) -> None:
+        """Give a connection back after its exchange: pooled if reusable, else closed."""
+        idle = self._idle.setdefault(origin, [])
+        if reuse and conn.reusable and not self._closed and len(idle) < self._max_idle:
+            idle.append(conn)
+        else:
+            conn.close()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` and return its response with a streamed body."""
+        url = request.url
+        scheme = url.scheme
+        port = url.port or (443 if scheme == "https" else 80)
+        origin: _Origin = (scheme, url.host, port)
+        timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
+        data = _serialize(request, await request.aread())
+        conn = self._take_idle(origin)
+        if conn is not None and not await self._exchange(conn, data, timeouts, retry=True):
+            conn = None
+        if conn is None:
+            conn = await self._connect(origin, timeouts.get("connect"))
+            await self._exchange(conn, data, timeouts, retry=False)
+        status, headers = conn.response_head()
+        return httpx.Response(
+            status,
+            headers=headers,
+            stream=_Body(self, origin, conn, timeouts.get("read")),
+            extensions={"http_version": b"HTTP/1.1"},
+        )
+
+    @staticmethod
+    async def _exchange(
+        conn: _Connection, data: bytes, timeouts: dict[str, float | None], *, retry: bool
+    ) -> bool:
+        """Send on ``conn``; False when a reused connection turned out dead before answering."""
+        try:
+            await conn.send(data, timeouts)
+        except httpx.RemoteProtocolError:
+            conn.close()
+            if retry and not conn.started:
+                # The upstream closed an idle kept-alive connection as the request went out;
+                # nothing was answered, so sending it again on a fresh connection is safe.
+                return False
+            raise
+        except BaseException:
+            conn.close()
+            raise
+        return True
+
+    async def aclose(self) -> None:
+        """Close every idle connection; connections in use close when their response does."""
+        self._closed = True
+        for idle in self._idle.values():
+            for conn in idle:
+                conn.close()
+        self._idle.clear()
+
+
+def _serialize(request: httpx.Request, body: bytes) -> bytes:
+    target = request.url.raw_path
+    lines = [request.method.encode(), b" ", target, b" HTTP/1.1\r\n"]
+    for name, value in request.headers.raw:
+        lines += (name, b": ", value, b"\r\n")
+    lines.append(b"\r\n")
+    lines.append(body)
+    return b"".join(lines)
