@@ -6,10 +6,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 
 import httpx
-import msgspec
 
 from proxy.metered_call import MeteredCall
-from proxy.request_head import RequestHead, replace_fields
+from proxy.request_head import RequestHead, with_stream_usage
 from proxy.sse import SSEReader
 from proxy.upstream import upstream_error
 
@@ -30,7 +29,7 @@ async def open_stream(
     inject = (
         call.surface.injects_usage and route.upstream_name not in gateway.rejects_stream_options
     )
-    body = _with_usage(call.body) if inject else call.body
+    body = with_stream_usage(call.body) if inject else call.body
     upstream = await _send(call, body, headers)
     if inject and upstream.status_code == 400:
         content = await upstream.aread()
@@ -43,14 +42,6 @@ async def open_stream(
         gateway.rejects_stream_options.add(route.upstream_name)
         upstream = await _send(call, call.body, headers)
     return upstream, SSEReader(strip_usage=not asked)
-
-
-def _with_usage(body: bytes) -> bytes:
-    document = msgspec.json.decode(body)
-    options = document.get("stream_options")
-    merged = {**options} if isinstance(options, dict) else {}
-    merged["include_usage"] = True  # other keys (include_obfuscation...) are kept
-    return replace_fields(body, stream_options=merged)
 
 
 async def _send(call: MeteredCall, body: bytes, headers: Mapping[str, str]) -> httpx.Response:

@@ -12,7 +12,7 @@ import msgspec
 
 from proxy.errors import GatewayError
 
-__all__ = ["RequestHead", "parse_head", "replace_fields"]
+__all__ = ["RequestHead", "parse_head", "replace_fields", "with_stream_usage"]
 
 
 class StreamOptions(msgspec.Struct, kw_only=True):
@@ -68,7 +68,31 @@ def parse_head(body: bytes) -> RequestHead:
 
 
 def replace_fields(body: bytes, **fields: Any) -> bytes:
-    """The body with some top-level fields set (alias rewrite, injected stream options)."""
-    document = msgspec.json.decode(body)
+    """The body with some top-level fields set (alias rewrite, injected stream options).
+
+    :func:`parse_head` skips the fields it does not read, so a value msgspec cannot hold
+    (a number beyond a double, ``1e400``) first shows up here: a 400, like any bad body.
+    """
+    document = _document(body)
     document.update(fields)
     return msgspec.json.encode(document)
+
+
+def with_stream_usage(body: bytes) -> bytes:
+    """The body with ``stream_options.include_usage`` set, its other options kept."""
+    document = _document(body)
+    options = document.get("stream_options")
+    merged = {**options} if isinstance(options, dict) else {}
+    merged["include_usage"] = True  # other keys (include_obfuscation...) are kept
+    document["stream_options"] = merged
+    return msgspec.json.encode(document)
+
+
+def _document(body: bytes) -> dict[str, Any]:
+    try:
+        document: dict[str, Any] = msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise GatewayError(
+            "invalid_request", f"Invalid request body: {exc}", code="invalid_value"
+        ) from None
+    return document

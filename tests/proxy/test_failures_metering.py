@@ -202,3 +202,27 @@ def test_special_tokens_are_counted_as_plain_text_by_the_fallback(
     }
     # Plain text: "<|endoftext|>" is several ordinary tokens, not one special token.
     assert counter.count_text("<|endoftext|>", "gpt-4") > 1
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_body_that_must_be_rewritten_but_cannot_be_read_is_a_400(
+    gateway: Gateway, api_key: str, simulator: SimulatorServer, stream: bool
+) -> None:
+    # Streams get include_usage injected (a rewrite); plain bodies are forwarded untouched.
+    body = (
+        b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}],'
+        b' "temperature": 1e400, "stream": ' + (b"true" if stream else b"false") + b"}"
+    )
+    response = httpx.post(
+        f"{gateway.base_url}/chat/completions",
+        content=body,
+        headers={"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"},
+    )
+    if stream:
+        assert response.status_code == 400
+        assert response.json()["error"]["code"] == "invalid_value"
+        assert simulator.control.stats()["total_requests"] == 0
+        assert stored_events(gateway) == []
+    else:
+        # Forwarded byte for byte: the upstream decides (the simulator reads it as a float).
+        assert simulator.control.requests()[0]["body"] == body.decode()
