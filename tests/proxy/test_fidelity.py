@@ -332,40 +332,61 @@ def test_responses_history_makes_the_estimate_a_lower_bound(
 # -- client disconnect stops the upstream call ---------------------------------------------------
 
 
-class EndlessStream(httpx.AsyncByteStream):
-    """An upstream that streams content until the gateway closes the call."""
+class EndlessUpstream:
+    """A raw ASGI upstream, served on loopback, that streams content until its client (the
+    gateway) hangs up; it notes the hang-up, as a provider would stop generating."""
 
     def __init__(self) -> None:
         self.closed = threading.Event()
         self.sent = 0
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        while not self.closed.is_set():
-            self.sent += 1
-            yield content_chunk(f" w{self.sent}")
-            await asyncio.sleep(0.005)
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body"):
+            pass  # the request body
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")],
+            }
+        )
 
-    async def aclose(self) -> None:
-        self.closed.set()
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            self.closed.set()
+
+        watcher = asyncio.ensure_future(watch())
+        try:
+            while not self.closed.is_set():
+                self.sent += 1
+                body = content_chunk(f" w{self.sent}")
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+                await asyncio.sleep(0.005)
+        finally:
+            watcher.cancel()
 
 
 @pytest.fixture
-def endless(tmp_path: Path) -> Iterator[tuple[Gateway, EndlessStream]]:
-    stream = EndlessStream()
-
-    def upstream(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, stream=stream, headers={"content-type": "text/event-stream"})
-
-    settings = mock_settings(tmp_path)
-    app = create_app(settings, transport=httpx.MockTransport(upstream))
-    with BackgroundServer(app, lifespan="on", name="gateway") as server:
-        running = Gateway(server, settings)
-        yield running, stream
-        running.close_clients()
+def endless(tmp_path: Path) -> Iterator[tuple[Gateway, EndlessUpstream]]:
+    upstream = EndlessUpstream()
+    with BackgroundServer(upstream, name="upstream") as provider:
+        settings = demo_settings(
+            load_settings(env={}),
+            upstream_url=f"{provider.url}/v1",
+            db=tmp_path / "e.db",
+            port=0,
+        )
+        with BackgroundServer(create_app(settings), lifespan="on", name="gateway") as server:
+            running = Gateway(server, settings)
+            yield running, upstream
+            running.close_clients()
 
 
 def test_client_disconnect_stops_the_upstream_and_meters_what_was_generated(
-    endless: tuple[Gateway, EndlessStream], counter: TokenCounter
+    endless: tuple[Gateway, EndlessUpstream], counter: TokenCounter
 ) -> None:
     gateway, upstream = endless
     key = gateway.new_key()
