@@ -35,7 +35,9 @@ __all__ = [
     "Split",
     "add_to_rollups",
     "bucket_start",
+    "changed_specs",
     "coarser",
+    "decode_spec",
     "encode_dims",
     "event_value",
     "group_values",
@@ -228,6 +230,22 @@ def coarser(hours: GroupFolder[RollupKey]) -> tuple[GroupFolder[RollupKey], ...]
             fold.maximum,
         )
     return days, months
+
+
+def decode_spec(field_name: str | None, keys: str) -> RollupSpec:
+    """A spec from its stored row (``keys`` is the JSON array of key names)."""
+    return RollupSpec(field_name=field_name, keys=tuple(msgspec.json.decode(keys, type=list[str])))
+
+
+def changed_specs(
+    current: Mapping[str, RollupSpec], wanted: Mapping[str, RollupSpec]
+) -> dict[str, RollupSpec | None]:
+    """Codes whose rollups must be rebuilt: code -> new spec (None = drop)."""
+    return {
+        code: wanted.get(code)
+        for code in current.keys() | wanted.keys()
+        if current.get(code) != wanted.get(code)
+    }
 
 
 def rollup_deltas(

@@ -1,0 +1,377 @@
+"""PostgreSQL :class:`~metering.ports.Store` (asyncpg): the store several replicas share.
+
+A connection pool; every write is one transaction at PostgreSQL's default isolation (read
+committed) and durability (``synchronous_commit=on``: committed means on disk). Correctness
+between replicas rests on the database, never on this process's memory:
+
+- idempotency: the ``events_identity`` unique constraint decides (``postgres_events``);
+- rollups: written in the event transaction; the specs they follow are read in that
+  transaction under a shared advisory lock that rebuilds take exclusively, so a metric changed
+  through one replica is followed by every other one from its next write on;
+- deadlocks: every transaction takes its locks in one global order (``postgres_events``);
+- migrations: under a session advisory lock at open (``postgres_schema``).
+
+Connection failures, deadlocks, serialization failures, lack of resources and operator
+intervention surface as :class:`~metering.errors.StoreUnavailable`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from datetime import datetime
+from typing import TypeVar
+
+import asyncpg
+
+from metering.errors import StoreUnavailable
+from metering.models import ApiKey, BillableMetric, Customer, Event, Plan, Subscription
+from metering.ports import (
+    AggregateQuery,
+    BatchResult,
+    EventBatch,
+    GroupAggregate,
+    Page,
+    Window,
+    WindowAggregate,
+)
+from metering.store import postgres_query, postgres_series
+from metering.store.codec import JsonCodec, to_micros
+from metering.store.postgres_events import load_specs, rebuild_rollups, write_group
+from metering.store.postgres_records import PgRecordTables
+from metering.store.postgres_schema import SPEC_LOCK, Conn, lock_sql, migrate
+from metering.store.rollups import RollupSpec, changed_specs, spec_for
+
+__all__ = ["PostgresStore"]
+
+T = TypeVar("T")
+
+_UNAVAILABLE = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.TransactionRollbackError,  # deadlock_detected, serialization_failure
+    asyncpg.InsufficientResourcesError,  # disk full, out of memory, too many connections
+    asyncpg.OperatorInterventionError,  # admin shutdown, query canceled
+    asyncpg.CannotConnectNowError,
+    asyncpg.LockNotAvailableError,
+)
+
+
+@contextlib.contextmanager
+def _unavailable() -> Iterator[None]:
+    """Turn PostgreSQL's operational failures into StoreUnavailable."""
+    try:
+        yield
+    except _UNAVAILABLE as exc:
+        raise StoreUnavailable(f"postgresql: {exc}") from exc
+
+
+class PostgresStore:
+    """The PostgreSQL adapter; see the module docstring.
+
+    ``dsn`` is a ``postgresql://`` URL (asyncpg passes unknown query parameters, such as
+    ``search_path``, on as server settings). ``rollup_extra_keys`` as for the SQLite store.
+    ``max_connections`` bounds the pool.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        rollup_extra_keys: Sequence[str] = (),
+        max_connections: int = 10,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self._dsn = dsn
+        self._extra_keys = tuple(rollup_extra_keys)
+        self._max_connections = max_connections
+        self._connect_timeout = connect_timeout
+        self._codec = JsonCodec()
+        self._pool: asyncpg.Pool | None = None
+        # code -> spec of its rollups as last seen; a hint for reads, checked by each read.
+        self._specs: dict[str, RollupSpec] = {}
+        self._tables = PgRecordTables(self._codec)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def open(self) -> None:
+        """Connect, migrate the schema and bring rollups in line with the stored metrics."""
+        if self._pool is not None:
+            raise RuntimeError("PostgresStore is already open")
+        with _unavailable():
+            pool = await asyncpg.create_pool(
+                self._dsn,
+                min_size=1,
+                max_size=self._max_connections,
+                timeout=self._connect_timeout,
+            )
+        opened = False
+        try:
+            with _unavailable():
+                async with pool.acquire() as conn:
+                    await migrate(conn)
+            self._pool = pool
+            await self._write(self._reconcile)
+            opened = True
+        finally:
+            if not opened:
+                self._pool = None
+                await pool.close()
+
+    async def _reconcile(self, conn: Conn) -> None:
+        # Metrics or rollup_extra_keys may differ from what the rollups were built with.
+        await conn.execute(lock_sql(SPEC_LOCK, shared=False))
+        current = await load_specs(conn)
+        metrics = await self._tables.metrics.all(conn)
+        wanted = {m.code: spec_for(m, self._extra_keys) for m in metrics}
+        for code, spec in changed_specs(current, wanted).items():
+            await rebuild_rollups(conn, code, spec, self._codec)
+        self._specs = wanted
+
+    async def close(self) -> None:
+        """Close the pool (idempotent)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def ping(self) -> bool:
+        """Whether the database answers ``SELECT 1``."""
+        if self._pool is None:
+            return False
+        try:
+            return bool(await self._pool.fetchval("SELECT 1") == 1)
+        except _UNAVAILABLE:
+            return False
+
+    # -- plumbing ----------------------------------------------------------------------------
+    async def _read(self, op: Callable[[Conn], Awaitable[T]]) -> T:
+        if self._pool is None:
+            raise StoreUnavailable("postgresql store is not open")
+        with _unavailable():
+            async with self._pool.acquire() as conn:
+                return await op(conn)
+
+    async def _write(self, op: Callable[[Conn], Awaitable[T]]) -> T:
+        """Run ``op`` in one transaction on a pooled connection."""
+        if self._pool is None:
+            raise StoreUnavailable("postgresql store is not open")
+        with _unavailable():
+            async with self._pool.acquire() as conn, conn.transaction():
+                return await op(conn)
+
+    async def _respec(self, conn: Conn, metric_codes: Sequence[str]) -> None:
+        """Rebuild the rollups of ``metric_codes`` whose stored spec is not the metric's."""
+        await conn.execute(lock_sql(SPEC_LOCK, shared=False))
+        current = await load_specs(conn)
+        metrics = {m.code: m for m in await self._tables.metrics.all(conn)}
+        wanted = {
+            code: spec_for(metrics[code], self._extra_keys)
+            for code in metric_codes
+            if code in metrics
+        }
+        relevant = {code: current[code] for code in metric_codes if code in current}
+        for code, spec in changed_specs(relevant, wanted).items():
+            await rebuild_rollups(conn, code, spec, self._codec)
+        for code in metric_codes:
+            if code in wanted:
+                self._specs[code] = wanted[code]
+            else:
+                self._specs.pop(code, None)
+
+    # -- billable metrics --------------------------------------------------------------------
+    async def put_metric(self, metric: BillableMetric) -> None:
+        """Insert or replace a metric; rebuilds rollups of codes whose spec changes."""
+
+        async def put(conn: Conn) -> None:
+            # The exclusive spec lock first: every lock of this transaction comes after it.
+            await conn.execute(lock_sql(SPEC_LOCK, shared=False))
+            old = await conn.fetchval("SELECT code FROM metrics WHERE id = $1", metric.id)
+            await self._tables.metrics.put(conn, metric)
+            await self._respec(
+                conn, [metric.code] if old in (None, metric.code) else [metric.code, old]
+            )
+
+        await self._write(put)
+
+    async def get_metric(self, *, id: str | None = None, code: str | None = None) -> BillableMetric:
+        """The metric by id or code (both must match when both are given)."""
+        where = _where(id=id, code=code)
+        return await self._read(lambda conn: self._tables.metrics.get(conn, where))
+
+    async def list_metrics(self, *, page: int = 1, per_page: int = 100) -> Page[BillableMetric]:
+        """Metrics in creation order."""
+        return await self._read(
+            lambda c: self._tables.metrics.page(c, page=page, per_page=per_page)
+        )
+
+    async def delete_metric(self, id: str) -> None:
+        """Remove a metric and its code's rollups (its events stay)."""
+
+        async def delete(conn: Conn) -> None:
+            await conn.execute(lock_sql(SPEC_LOCK, shared=False))
+            code = await conn.fetchval("SELECT code FROM metrics WHERE id = $1", id)
+            await self._tables.metrics.delete(conn, "id", id)
+            await self._respec(conn, [code])
+
+        await self._write(delete)
+
+    # -- plans -------------------------------------------------------------------------------
+    async def put_plan(self, plan: Plan) -> None:
+        """Insert or replace a plan (with its charges); its code is unique."""
+        await self._write(lambda conn: self._tables.plans.put(conn, plan))
+
+    async def get_plan(self, *, id: str | None = None, code: str | None = None) -> Plan:
+        """The plan by id or code."""
+        where = _where(id=id, code=code)
+        return await self._read(lambda conn: self._tables.plans.get(conn, where))
+
+    async def list_plans(self, *, page: int = 1, per_page: int = 100) -> Page[Plan]:
+        """Plans in creation order."""
+        return await self._read(lambda c: self._tables.plans.page(c, page=page, per_page=per_page))
+
+    async def delete_plan(self, id: str) -> None:
+        """Remove a plan."""
+        await self._write(lambda conn: self._tables.plans.delete(conn, "id", id))
+
+    # -- customers ---------------------------------------------------------------------------
+    async def put_customer(self, customer: Customer) -> None:
+        """Insert or replace a customer; its external id is unique."""
+        await self._write(lambda conn: self._tables.customers.put(conn, customer))
+
+    async def get_customer(self, *, external_id: str) -> Customer:
+        """The customer by external id."""
+        where = {"external_id": external_id}
+        return await self._read(lambda conn: self._tables.customers.get(conn, where))
+
+    async def list_customers(self, *, page: int = 1, per_page: int = 100) -> Page[Customer]:
+        """Customers in creation order."""
+        return await self._read(
+            lambda c: self._tables.customers.page(c, page=page, per_page=per_page)
+        )
+
+    async def delete_customer(self, external_id: str) -> None:
+        """Remove a customer by external id."""
+        await self._write(
+            lambda conn: self._tables.customers.delete(conn, "external_id", external_id)
+        )
+
+    # -- subscriptions -----------------------------------------------------------------------
+    async def put_subscription(self, subscription: Subscription) -> None:
+        """Insert or replace a subscription."""
+        await self._write(lambda conn: self._tables.subscriptions.put(conn, subscription))
+
+    async def get_subscription(self, *, external_id: str) -> Subscription:
+        """The newest subscription with this external id."""
+        where = {"external_id": external_id}
+        return await self._read(
+            lambda conn: self._tables.subscriptions.get(conn, where, newest=True)
+        )
+
+    async def list_subscriptions(
+        self,
+        *,
+        external_customer_id: str | None = None,
+        plan_code: str | None = None,
+        statuses: Sequence[str] = (),
+        page: int = 1,
+        per_page: int = 100,
+    ) -> Page[Subscription]:
+        """Subscriptions in creation order, optionally filtered."""
+        where = _where(external_customer_id=external_customer_id, plan_code=plan_code, empty=True)
+        return await self._read(
+            lambda conn: self._tables.subscriptions.page(
+                conn, where=where, any_of=("status", statuses), page=page, per_page=per_page
+            )
+        )
+
+    # -- events ------------------------------------------------------------------------------
+    async def write_batches(self, batches: Sequence[EventBatch]) -> list[BatchResult]:
+        """Store the batches in one transaction, each atomically, with their rollups."""
+        results, specs = await self._write(lambda conn: write_group(conn, batches, self._codec))
+        self._specs = specs
+        return results
+
+    async def get_event(
+        self, *, transaction_id: str, external_subscription_id: str | None = None
+    ) -> Event:
+        """The event by transaction id (the first stored one when no subscription is given)."""
+        return await self._read(
+            lambda conn: postgres_query.get_event(
+                conn,
+                self._codec,
+                transaction_id=transaction_id,
+                external_subscription_id=external_subscription_id,
+            )
+        )
+
+    async def aggregate(self, query: AggregateQuery) -> list[GroupAggregate]:
+        """Count, sum and max per group: whole days and hours from rollups, edges from events."""
+        spec = self._specs.get(query.code)
+        result = await self._read(
+            lambda conn: postgres_query.aggregate(conn, query, spec, self._codec)
+        )
+        self._follow(query.code, result.stale, result.recorded)
+        return result.groups
+
+    async def aggregate_series(
+        self, query: AggregateQuery, window: Window
+    ) -> list[WindowAggregate]:
+        """Count, sum and max per UTC window and group: whole windows from rollups."""
+        spec = self._specs.get(query.code)
+        result = await self._read(
+            lambda conn: postgres_series.aggregate_series(conn, query, window, spec, self._codec)
+        )
+        self._follow(query.code, result.stale, result.recorded)
+        return result.windows
+
+    def _follow(self, code: str, stale: bool, recorded: RollupSpec | None) -> None:
+        """After a read found the rollups rebuilt by another replica: use their spec next."""
+        if not stale:
+            return
+        if recorded is None:
+            self._specs.pop(code, None)
+        else:
+            self._specs[code] = recorded
+
+    async def list_events(
+        self,
+        *,
+        external_subscription_id: str,
+        code: str,
+        from_ts: datetime | None,
+        to_ts: datetime,
+    ) -> list[Event]:
+        """The matching events in (timestamp, created_at) order."""
+        low = None if from_ts is None else to_micros(from_ts)
+        return await self._read(
+            lambda conn: postgres_query.list_events(
+                conn,
+                self._codec,
+                external_subscription_id=external_subscription_id,
+                code=code,
+                low=low,
+                high=to_micros(to_ts),
+            )
+        )
+
+    # -- api keys ----------------------------------------------------------------------------
+    async def put_key(self, key: ApiKey) -> None:
+        """Insert or replace a key; its hash is unique."""
+        await self._write(lambda conn: self._tables.keys.put(conn, key))
+
+    async def get_key(self, *, id: str | None = None, key_hash: str | None = None) -> ApiKey:
+        """The key by id or hash."""
+        where = _where(id=id, key_hash=key_hash)
+        return await self._read(lambda conn: self._tables.keys.get(conn, where))
+
+    async def list_keys(self) -> list[ApiKey]:
+        """Every key, newest first."""
+        return await self._read(lambda conn: self._tables.keys.all(conn, newest_first=True))
+
+
+def _where(*, empty: bool = False, **given: str | None) -> dict[str, str]:
+    """The given lookups as ``column -> value``; at least one unless ``empty`` is allowed."""
+    where = {column: value for column, value in given.items() if value is not None}
+    if not where and not empty:
+        raise ValueError(f"give one of: {', '.join(given)}")
+    return where
