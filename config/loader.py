@@ -209,6 +209,15 @@ def _check_required(
             issues.append(ConfigIssue(sub, "a value (required)", "nothing"))
 
 
+def _redacted_url(url: str) -> str:
+    """The URL as shown in an error: a password in it is masked."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if sep and at and ":" in credentials:
+        rest = f"{credentials.partition(':')[0]}:***@{host}"
+    return repr(f"{scheme}{sep}{rest}")
+
+
 def _check_semantics(settings: Settings, issues: list[ConfigIssue]) -> None:
     server = settings.server
     if not 0 <= server.port <= 65535:
@@ -217,8 +226,18 @@ def _check_semantics(settings: Settings, issues: list[ConfigIssue]) -> None:
         issues.append(
             ConfigIssue("server.max_body_bytes", "a positive size", str(server.max_body_bytes))
         )
-    if not settings.store.url.startswith("sqlite:///"):
-        issues.append(ConfigIssue("store.url", "a sqlite:///<path> URL", repr(settings.store.url)))
+    if server.key_cache_seconds < 0:
+        issues.append(
+            ConfigIssue("server.key_cache_seconds", "seconds >= 0", str(server.key_cache_seconds))
+        )
+    if not settings.store.url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        issues.append(
+            ConfigIssue(
+                "store.url",
+                "a sqlite:///<path> or postgresql://... URL",
+                _redacted_url(settings.store.url),
+            )
+        )
     for name, upstream in settings.upstreams.items():
         if not upstream.base_url.startswith(("http://", "https://")):
             issues.append(

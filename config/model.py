@@ -25,11 +25,15 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     port: int = 8080
     #: Request bodies above this are refused with 413 before being read whole.
     max_body_bytes: int = 16 * 1024 * 1024
+    #: Seconds a key record is served from the in-process cache before it is read again: a
+    #: key revoked by another replica (or ``tallygate keys revoke``) stops working within this.
+    key_cache_seconds: float = 5.0
 
 
 class StoreSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Where usage and billing records live: ``sqlite:///<path>`` (a relative path is relative
-    to the working directory)."""
+    to the working directory), or ``postgresql://user@host:port/db`` shared by replicas
+    (``?search_path=<schema>`` picks a schema other than ``public``)."""
 
     url: str = "sqlite:///./tallygate.db"
 

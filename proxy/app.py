@@ -12,7 +12,9 @@ from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 
 from config import Settings
+from metering.ports import Store
 from metering.service import MeteringService
+from metering.store.postgres import PostgresStore
 from metering.store.sqlite import SQLiteStore
 from metering.writer import EventWriter
 from proxy.auth import KeyAuthenticator
@@ -28,7 +30,7 @@ from proxy.tokens import TokenCounter
 from proxy.upstream import UpstreamRouter
 from proxy.upstream_transport import UpstreamTransport
 
-__all__ = ["create_app", "sqlite_path"]
+__all__ = ["create_app", "is_postgres", "open_store", "sqlite_path"]
 
 log = logging.getLogger("tallygate")
 
@@ -39,6 +41,19 @@ ROLLUP_EXTRA_KEYS = ("key_id",)
 def sqlite_path(url: str) -> Path:
     """The file of a ``sqlite:///<path>`` URL (``sqlite:////abs`` for absolute paths)."""
     return Path(url.removeprefix("sqlite:///"))
+
+
+def is_postgres(url: str) -> bool:
+    """Whether ``store.url`` names PostgreSQL (``postgresql://`` or ``postgres://``)."""
+    return url.startswith(("postgresql://", "postgres://"))
+
+
+def open_store(settings: Settings) -> Store:
+    """The store ``settings.store.url`` names (not yet opened): SQLite file or PostgreSQL."""
+    url = settings.store.url
+    if is_postgres(url):
+        return PostgresStore(url, rollup_extra_keys=ROLLUP_EXTRA_KEYS)
+    return SQLiteStore(sqlite_path(url), rollup_extra_keys=ROLLUP_EXTRA_KEYS)
 
 
 def _warn_unconfigured(settings: Settings) -> None:
@@ -62,7 +77,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         _warn_unconfigured(settings)
-        store = SQLiteStore(sqlite_path(settings.store.url), rollup_extra_keys=ROLLUP_EXTRA_KEYS)
+        store = open_store(settings)
         await store.open()
         writer = EventWriter(store)
         try:
@@ -80,7 +95,7 @@ def create_app(
                     store=store,
                     writer=writer,
                     service=MeteringService(store, premium=settings.metering.premium),
-                    auth=KeyAuthenticator(store),
+                    auth=KeyAuthenticator(store, cache_ttl=settings.server.key_cache_seconds),
                     router=UpstreamRouter(settings),
                     http=http,
                     tokens=TokenCounter(),

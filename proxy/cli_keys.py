@@ -7,8 +7,8 @@ import sys
 
 from config import Settings
 from metering.errors import NotFound
-from metering.store.sqlite import SQLiteStore
-from proxy.app import ROLLUP_EXTRA_KEYS, sqlite_path
+from metering.ports import Store
+from proxy.app import is_postgres, open_store, sqlite_path
 from proxy.auth import KeyAuthenticator
 from proxy.key_admin import issue_key
 from proxy.state import system_clock
@@ -18,11 +18,14 @@ __all__ = ["run"]
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
     """Run one keys subcommand; returns the exit status."""
-    path = sqlite_path(settings.store.url)
-    if not path.parent.exists():
-        print(f"tallygate: the store's directory {path.parent} does not exist", file=sys.stderr)
+    url = settings.store.url
+    if not is_postgres(url) and not sqlite_path(url).parent.exists():
+        print(
+            f"tallygate: the store's directory {sqlite_path(url).parent} does not exist",
+            file=sys.stderr,
+        )
         return 2
-    store = SQLiteStore(path, rollup_extra_keys=ROLLUP_EXTRA_KEYS)
+    store = open_store(settings)
     await store.open()
     try:
         if args.keys_command == "create":
@@ -34,7 +37,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         await store.close()
 
 
-async def _create(args: argparse.Namespace, settings: Settings, store: SQLiteStore) -> int:
+async def _create(args: argparse.Namespace, settings: Settings, store: Store) -> int:
     try:
         issued = await issue_key(
             store,
@@ -57,7 +60,7 @@ async def _create(args: argparse.Namespace, settings: Settings, store: SQLiteSto
     return 0
 
 
-async def _list(store: SQLiteStore) -> int:
+async def _list(store: Store) -> int:
     print(_row("ID", "PREFIX", "CUSTOMER", "SUBSCRIPTION", "STATUS", "NAME"))
     for key in await store.list_keys():
         status = "active" if key.active else "revoked"
@@ -74,7 +77,7 @@ async def _list(store: SQLiteStore) -> int:
     return 0
 
 
-async def _revoke(key_id: str, store: SQLiteStore) -> int:
+async def _revoke(key_id: str, store: Store) -> int:
     try:
         key = await KeyAuthenticator(store).revoke(key_id, system_clock())
     except NotFound:

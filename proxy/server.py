@@ -13,7 +13,7 @@ from types import FrameType
 import uvicorn
 
 from config import Settings
-from proxy.app import create_app, sqlite_path
+from proxy.app import create_app, is_postgres, sqlite_path
 from proxy.background import bind_socket
 
 __all__ = ["GatewayServer", "serve"]
@@ -51,9 +51,14 @@ class GatewayServer(uvicorn.Server):
 
 def serve(settings: Settings, *, host: str | None = None, port: int | None = None) -> int:
     """Run the gateway until interrupted; returns the exit status."""
-    db = sqlite_path(settings.store.url)
-    if not db.parent.exists():
-        print(f"tallygate: the store's directory {db.parent} does not exist", file=sys.stderr)
+    url = settings.store.url
+    # A PostgreSQL URL may carry a password: name the host only.
+    where = f"postgresql on {url.rpartition('@')[2]}" if is_postgres(url) else str(sqlite_path(url))
+    if not is_postgres(url) and not sqlite_path(url).parent.exists():
+        print(
+            f"tallygate: the store's directory {sqlite_path(url).parent} does not exist",
+            file=sys.stderr,
+        )
         return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     # httpx logs every upstream request at INFO: a formatted line per request on the hot path.
@@ -70,7 +75,7 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
         timeout_graceful_shutdown=30,
     )
     logging.getLogger("tallygate").info(
-        "tallygate on http://%s:%d/v1 (store %s)", bind_host, bind_port, db
+        "tallygate on http://%s:%d/v1 (store %s)", bind_host, bind_port, where
     )
     try:
         # Our own socket: explicit IPPROTO_TCP so asyncio sets TCP_NODELAY (proxy.background).

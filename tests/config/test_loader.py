@@ -156,3 +156,23 @@ def test_secrets_come_only_from_named_variables(tmp_path: Path) -> None:
     path = write(tmp_path, '[secrets]\nOPENAI_API_KEY = "sk-in-file"\n')
     with pytest.raises(ConfigError, match="secrets"):
         load_settings(path, env={})
+
+
+def test_store_url_names_sqlite_or_postgresql_and_hides_a_password() -> None:
+    url = "postgresql://tally:pw@db.internal:5432/billing?search_path=tg"
+    settings = load_settings(env={"TALLYGATE_STORE__URL": url})
+    assert settings.store.url == url
+    assert load_settings(env={"TALLYGATE_STORE__URL": "postgres://db/x"}).store.url
+    with pytest.raises(ConfigError) as caught:
+        load_settings(
+            env={
+                "TALLYGATE_STORE__URL": "mysql://tally:secret@db/billing",
+                "TALLYGATE_SERVER__KEY_CACHE_SECONDS": "-1",
+            }
+        )
+    found = {(issue.path, issue.found) for issue in caught.value.issues}
+    assert found == {
+        ("store.url", "'mysql://tally:***@db/billing'"),
+        ("server.key_cache_seconds", "-1.0"),
+    }
+    assert "secret" not in str(caught.value)
