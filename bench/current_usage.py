@@ -11,7 +11,12 @@ Measured per size: ``current_usage`` of the subscription, the same restricted to
 (``only=("key_id", ...)``), and ``GET /v1/usage`` through a real gateway on loopback (which
 makes both calls and renders JSON) with an httpx client in the same process.
 
-Run from the repo root: ``python -m bench.current_usage [--sizes 10000 100000 1000000]``.
+``--store postgres`` measures the PostgreSQL store instead: each data set lives in schema
+``bench_usage_<size>`` on ``--pg-url`` (sidecar ``bench/out/pg-usage-<size>.json``), built the
+same way (``PostgresStore.write_batches``).
+
+Run from the repo root: ``python -m bench.current_usage [--sizes 10000 100000 1000000]
+[--store sqlite|postgres]``.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import asyncpg
 import httpx
 import msgspec
 
@@ -39,7 +45,9 @@ from bench.common import (
     percentile,
     settings,
 )
+from bench.pg import DEFAULT_URL, ensure_schema, pg_store, schema_exists, schema_url
 from config import Settings
+from metering.ports import Store
 from metering.service import MeteringService
 from metering.store.sqlite import SQLiteStore
 from proxy.app import ROLLUP_EXTRA_KEYS, create_app
@@ -68,14 +76,65 @@ def _paths(size: int) -> tuple[Path, Path]:
     return OUT / f"usage-{size}.db", OUT / f"usage-{size}.json"
 
 
-async def build(size: int, config: Settings) -> DataSet:
+class Backend:
+    """Where the data sets live: SQLite files under ``bench/out`` or PostgreSQL schemas."""
+
+    def __init__(self, kind: str, pg_url: str) -> None:
+        self.kind = kind
+        self.pg_url = pg_url
+
+    def meta(self, size: int) -> Path:
+        return _paths(size)[1] if self.kind == "sqlite" else OUT / f"pg-usage-{size}.json"
+
+    def schema(self, size: int) -> str:
+        return f"bench_usage_{size}"
+
+    def url(self, size: int) -> str:
+        """The gateway's ``store.url`` for the data set."""
+        if self.kind == "sqlite":
+            return f"sqlite:///{_paths(size)[0]}"
+        return schema_url(self.pg_url, self.schema(size))
+
+    async def exists(self, size: int) -> bool:
+        if self.kind == "sqlite":
+            return _paths(size)[0].exists()
+        return await schema_exists(self.pg_url, self.schema(size))
+
+    async def fresh_store(self, size: int) -> Store:
+        """An empty store for a new data set (the old one removed)."""
+        if self.kind == "sqlite":
+            db = _paths(size)[0]
+            for stale in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+                stale.unlink(missing_ok=True)
+            return SQLiteStore(db, rollup_extra_keys=ROLLUP_EXTRA_KEYS)
+        return pg_store(await ensure_schema(self.pg_url, self.schema(size), fresh=True))
+
+    def store(self, size: int) -> Store:
+        """The store of an existing data set."""
+        if self.kind == "sqlite":
+            return SQLiteStore(_paths(size)[0], rollup_extra_keys=ROLLUP_EXTRA_KEYS)
+        return pg_store(self.url(size))
+
+    async def counts(self, size: int) -> tuple[int, int]:
+        """(events, rollup rows) of the data set."""
+        if self.kind == "sqlite":
+            return _table_counts(_paths(size)[0])
+        conn = await asyncpg.connect(self.url(size))
+        try:
+            events = await conn.fetchval("SELECT count(*) FROM events")
+            rollups = await conn.fetchval("SELECT count(*) FROM rollups")
+        finally:
+            await conn.close()
+        return int(events), int(rollups)
+
+
+async def build(size: int, config: Settings, backend: Backend) -> DataSet:
     """Write a fresh data set of ``size`` events and return its description."""
-    db, meta = _paths(size)
-    for stale in (db, meta, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
-        stale.unlink(missing_ok=True)
+    meta = backend.meta(size)
+    meta.unlink(missing_ok=True)
     built_at = datetime.now(UTC)
     start = month_start(built_at)
-    store = SQLiteStore(db, rollup_extra_keys=ROLLUP_EXTRA_KEYS)
+    store = await backend.fresh_store(size)
     await store.open()
     try:
         issued = [
@@ -113,10 +172,10 @@ async def build(size: int, config: Settings) -> DataSet:
     return data
 
 
-async def load_or_build(size: int, config: Settings) -> tuple[DataSet, bool]:
+async def load_or_build(size: int, config: Settings, backend: Backend) -> tuple[DataSet, bool]:
     """The cached data set of ``size`` events, built first if missing; (data, was_built)."""
-    db, meta = _paths(size)
-    if db.exists() and meta.exists():
+    meta = backend.meta(size)
+    if meta.exists() and await backend.exists(size):
         try:
             data = msgspec.json.decode(meta.read_bytes(), type=DataSet)
         except msgspec.DecodeError:
@@ -124,7 +183,7 @@ async def load_or_build(size: int, config: Settings) -> tuple[DataSet, bool]:
         if data is not None and data.format == FORMAT and data.size == size:
             return data, False
     OUT.mkdir(parents=True, exist_ok=True)
-    return await build(size, config), True
+    return await build(size, config, backend), True
 
 
 def _table_counts(db: Path) -> tuple[int, int]:
@@ -135,10 +194,9 @@ def _table_counts(db: Path) -> tuple[int, int]:
     return events, rollups
 
 
-async def measure_service(data: DataSet, calls: int) -> dict[str, list[float]]:
+async def measure_service(data: DataSet, calls: int, backend: Backend) -> dict[str, list[float]]:
     """Seconds per ``current_usage`` call: whole subscription, and one key's share."""
-    db, _ = _paths(data.size)
-    store = SQLiteStore(db, rollup_extra_keys=ROLLUP_EXTRA_KEYS)
+    store = backend.store(data.size)
     await store.open()
     service = MeteringService(store)
     timings: dict[str, list[float]] = {"subscription": [], "one key": []}
@@ -159,11 +217,10 @@ async def measure_service(data: DataSet, calls: int) -> dict[str, list[float]]:
     return timings
 
 
-def measure_http(data: DataSet, config: Settings, calls: int) -> list[float]:
-    """Seconds per ``GET /v1/usage`` through a gateway on loopback serving the cached file."""
-    db, _ = _paths(data.size)
+def measure_http(data: DataSet, config: Settings, calls: int, backend: Backend) -> list[float]:
+    """Seconds per ``GET /v1/usage`` through a gateway on loopback serving the data set."""
     served = msgspec.structs.replace(
-        config, store=msgspec.structs.replace(config.store, url=f"sqlite:///{db}")
+        config, store=msgspec.structs.replace(config.store, url=backend.url(data.size))
     )
     app = create_app(served, clock=lambda: data.built_at)
     timings: list[float] = []
@@ -196,25 +253,30 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--calls", type=int, default=200, help="timed calls per measurement")
     parser.add_argument("--no-http", action="store_true", help="skip GET /v1/usage")
+    parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--pg-url", default=DEFAULT_URL, help="server for --store postgres")
     args = parser.parse_args()
+    backend = Backend(args.store, args.pg_url)
     print(" ".join(f"{k}={v}" for k, v in machine_info().items()))
     config = settings()
     p50s: dict[int, float] = {}
     for size in args.sizes:
-        data, built = asyncio.run(load_or_build(size, config))
-        events, rollups = _table_counts(_paths(size)[0])
+        data, built = asyncio.run(load_or_build(size, config, backend))
+        events, rollups = asyncio.run(backend.counts(size))
         how = f"built in {data.build_seconds:.1f} s" if built else "cached"
         rate = f" ({size / data.build_seconds:,.0f} events/s)" if built else ""
         print(
-            f"\n{size:>9,} events ({how}{rate}; {events:,} events, {rollups:,} rollup rows; "
+            f"\n{backend.kind}: {size:>9,} events ({how}{rate}; {events:,} events, "
+            f"{rollups:,} rollup rows; "
             f"now = {data.built_at.isoformat()})"
         )
-        timings = asyncio.run(measure_service(data, args.calls))
+        timings = asyncio.run(measure_service(data, args.calls, backend))
         for label, values in timings.items():
             print(f"  current_usage {label:13} {_ms(values)}")
         p50s[size] = percentile(timings["subscription"], 0.5)
         if not args.no_http:
-            print(f"  GET /v1/usage (2 calls)    {_ms(measure_http(data, config, args.calls))}")
+            http = measure_http(data, config, args.calls, backend)
+            print(f"  GET /v1/usage (2 calls)    {_ms(http)}")
     smallest, largest = min(p50s), max(p50s)
     if smallest != largest:
         growth = p50s[largest] / p50s[smallest]

@@ -13,7 +13,11 @@ pessimistic next to live traffic, whose timestamps are all "now".
 
 ``--spread minute`` puts the timestamps in the last minute instead, as live gateway traffic.
 
-Run from the repo root: ``python -m bench.ingest [--rounds 5] [--events 50000] [--spread minute]``.
+``--store postgres`` measures the PostgreSQL store instead (a fresh schema per round on
+``--pg-url``, dropped after it).
+
+Run from the repo root: ``python -m bench.ingest [--rounds 5] [--events 50000] [--spread minute]
+[--store sqlite|postgres]``.
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ from bench.common import (
     prepare_subscription,
     settings,
 )
-from metering.ports import EventBatch
+from bench.pg import DEFAULT_URL, drop_schema, ensure_schema, pg_store
+from metering.ports import EventBatch, Store
 from metering.store.sqlite import SQLiteStore
 from metering.writer import EventWriter
 
@@ -46,18 +51,40 @@ KEYS = ("key_bench_a", "key_bench_b", "key_bench_c", "key_bench_d")
 ROLLUP_EXTRA_KEYS = ("key_id",)  # as proxy.app
 
 
-async def _store(directory: Path, name: str, spread: str) -> tuple[SQLiteStore, EventFactory]:
+class Target:
+    """Where a round writes: a fresh SQLite file, or a fresh PostgreSQL schema."""
+
+    def __init__(self, kind: str, directory: Path, pg_url: str) -> None:
+        self.kind = kind
+        self.directory = directory
+        self.pg_url = pg_url
+
+    async def store(self, name: str) -> Store:
+        if self.kind == "sqlite":
+            return SQLiteStore(self.directory / f"{name}.db", rollup_extra_keys=ROLLUP_EXTRA_KEYS)
+        return pg_store(await ensure_schema(self.pg_url, _schema(name), fresh=True))
+
+    async def discard(self, name: str) -> None:
+        if self.kind == "postgres":
+            await drop_schema(self.pg_url, _schema(name))
+
+
+def _schema(name: str) -> str:
+    return "bench_ingest_" + name.replace("-", "_")
+
+
+async def _store(target: Target, name: str, spread: str) -> tuple[Store, EventFactory]:
     config = settings()
     now = datetime.now(UTC)
     start = month_start(now)
-    store = SQLiteStore(directory / f"{name}.db", rollup_extra_keys=ROLLUP_EXTRA_KEYS)
+    store = await target.store(name)
     await store.open()
     sub = await prepare_subscription(store, config, start=start)
     first = start if spread == "month" else max(start, now - timedelta(minutes=1))
     return store, EventFactory(config, sub, first, now, KEYS, seed=len(name))
 
 
-async def _direct(batches: list[EventBatch], store: SQLiteStore) -> float:
+async def _direct(batches: list[EventBatch], store: Store) -> float:
     began = time.perf_counter()
     for batch in batches:
         (result,) = await store.write_batches([batch])
@@ -65,7 +92,7 @@ async def _direct(batches: list[EventBatch], store: SQLiteStore) -> float:
     return time.perf_counter() - began
 
 
-async def _writer(batches: list[EventBatch], store: SQLiteStore, submitters: int) -> float:
+async def _writer(batches: list[EventBatch], store: Store, submitters: int) -> float:
     # Queue bound large enough for every submitter's batch in flight.
     writer = EventWriter(store, max_pending=max(10_000, submitters * BATCH * 2))
     await writer.start()
@@ -83,15 +110,18 @@ async def _writer(batches: list[EventBatch], store: SQLiteStore, submitters: int
     return elapsed
 
 
-async def run(rounds: int, events: int, submitters: int, spread: str) -> dict[str, list[float]]:
+async def run(
+    rounds: int, events: int, submitters: int, spread: str, kind: str, pg_url: str
+) -> dict[str, list[float]]:
     """Events/s per round for each path."""
     rates: dict[str, list[float]] = {"direct": [], "writer": []}
     count = max(1, events // BATCH)
     with tempfile.TemporaryDirectory(prefix="tallygate-bench-") as tmp:
-        directory = Path(tmp)
+        target = Target(kind, Path(tmp), pg_url)
         for number in range(rounds):
             for path in ("direct", "writer"):
-                store, factory = await _store(directory, f"{path}-{number}", spread)
+                name = f"{path}-{number}"
+                store, factory = await _store(target, name, spread)
                 try:
                     batches = factory.batches(count, BATCH)
                     if path == "direct":
@@ -100,6 +130,7 @@ async def run(rounds: int, events: int, submitters: int, spread: str) -> dict[st
                         elapsed = await _writer(batches, store, submitters)
                 finally:
                     await store.close()
+                    await target.discard(name)
                 rate = count * BATCH / elapsed
                 rates[path].append(rate)
                 print(
@@ -122,11 +153,15 @@ def main() -> None:
         default="month",
         help="timestamps over the month so far (default) or the last minute (live traffic)",
     )
+    parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--pg-url", default=DEFAULT_URL, help="server for --store postgres")
     args = parser.parse_args()
     print(" ".join(f"{k}={v}" for k, v in machine_info().items()))
-    rates = asyncio.run(run(args.rounds, args.events, args.submitters, args.spread))
+    rates = asyncio.run(
+        run(args.rounds, args.events, args.submitters, args.spread, args.store, args.pg_url)
+    )
     print(
-        f"\n{args.rounds} rounds x {args.events} events, batches of {BATCH}, "
+        f"\n{args.store}: {args.rounds} rounds x {args.events} events, batches of {BATCH}, "
         f"timestamps over {'the month so far' if args.spread == 'month' else 'the last minute'}:"
     )
     for path, values in rates.items():
