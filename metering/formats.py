@@ -84,6 +84,8 @@ def format_units(value: Decimal) -> str:
 
 
 def _utc(moment: datetime) -> datetime:
+    if moment.tzinfo is UTC:
+        return moment  # the usual case (records hold UTC): no conversion to pay for
     if moment.tzinfo is None:
         raise ValueError("datetimes must be timezone-aware")
     return moment.astimezone(UTC)
