@@ -268,6 +268,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--chunks", type=int, default=32, help="content chunks per answer")
     parser.add_argument(
+        "--chunk-delay-ms", type=int, default=0, help="pause between streamed events (model pace)"
+    )
+    parser.add_argument(
         "--probe", type=int, default=300, help="streams per first-event probe (0: off)"
     )
     parser.add_argument(
@@ -294,7 +297,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             info[package] = "absent"
     started = datetime.now(UTC)
     print(f"bench.proxy {started:%Y-%m-%d %H:%M} UTC, {info}", flush=True)
-    stack = Stack(workdir=workdir, chunks=args.chunks, upstream_loop=args.upstream_loop)
+    stack = Stack(
+        workdir=workdir,
+        chunks=args.chunks,
+        chunk_delay_ms=args.chunk_delay_ms,
+        upstream_loop=args.upstream_loop,
+    )
     with stack:
         print(
             f"  upstream {stack.upstream_url} (pid {stack.upstream_pid}), "

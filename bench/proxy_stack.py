@@ -109,11 +109,13 @@ def _tallygate() -> str:
 class Stack:
     """Simulator + gateway processes in a temporary directory; a context manager.
 
-    ``chunks`` content chunks per answer; ``loop`` is the simulator's event loop.
+    ``chunks`` content chunks per answer, ``chunk_delay_ms`` apart in streams;
+    ``upstream_loop`` is the simulator's event loop.
     """
 
     workdir: Path
     chunks: int = 32
+    chunk_delay_ms: int = 0
     upstream_loop: str = "auto"
     gateway_env: dict[str, str] = field(default_factory=dict)
     upstream_url: str = ""
@@ -151,6 +153,8 @@ class Stack:
                 "--canned",
                 "--chunks",
                 str(self.chunks),
+                "--chunk-delay-ms",
+                str(self.chunk_delay_ms),
                 "--api-key",
                 UPSTREAM_KEY,
                 "--loop",

@@ -163,14 +163,20 @@ class _Connection(asyncio.Protocol):
         """The response body as it arrives; ends when the message is complete."""
         loop = asyncio.get_running_loop()
         while True:
-            while self._body:
-                piece = self._body.popleft()
-                self._buffered -= len(piece)
-                if self._paused and self._buffered <= _HIGH_WATER // 2:
+            if self._body:
+                # Everything already received goes on as one piece: an SSE upstream sends one
+                # HTTP chunk per event, and one piece per chunk would mean one parse, one
+                # relay step and one client write each. Nothing waits for more data.
+                body = self._body
+                piece = body.popleft() if len(body) == 1 else b"".join(body)
+                body.clear()
+                self._buffered = 0
+                if self._paused:
                     self._paused = False
                     if self.transport is not None:
                         self.transport.resume_reading()
                 yield piece
+                continue
             if self._complete:
                 return
             if self._error is not None:

@@ -7,11 +7,13 @@ the `x-sim-*` headers, the API key check, the full request validation and the to
 it reads only `stream` and `stream_options.include_usage` and writes a reply rendered at
 start-up from the server's default faults (so `--chunks 32` gives 32 content chunks). Usage
 numbers are those of a fixed prompt, whatever the request says; ids are the same on every
-answer. Streams are still written one event per `send`, as a real upstream writes them.
+answer. Streams are still written one event per `send`, as a real upstream writes them, with
+the faults' `chunk_delay_ms` between events (a model's pace; 0: back to back).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import msgspec
@@ -49,10 +51,11 @@ _HEAD = msgspec.json.Decoder(_Head)
 class CannedChat:
     """Pre-rendered chat answers: one JSON body and two streams (with and without usage)."""
 
-    __slots__ = ("_body", "_json_start", "_stream", "_stream_usage")
+    __slots__ = ("_body", "_gap", "_json_start", "_stream", "_stream_usage")
 
     def __init__(self, faults: Faults, model: str = "gpt-4o-mini") -> None:
         """Render the answers for the token knobs of ``faults`` (delays and faults ignored)."""
+        self._gap = faults.chunk_delay_ms / 1000
         completion = plan_completion(faults, None)
         usage = Usage.of(CANNED_PROMPT_TOKENS, 1, completion, faults)
         reply = Reply(
@@ -96,6 +99,8 @@ class CannedChat:
             self._stream_usage if options is not None and options.include_usage else self._stream
         )
         await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
-        for data in events:
+        for number, data in enumerate(events):
+            if self._gap and number:
+                await asyncio.sleep(self._gap)
             await send({"type": "http.response.body", "body": data, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
