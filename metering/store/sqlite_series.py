@@ -109,15 +109,17 @@ def _fold(
                 group = projected[text] = tuple(dims[i] for i in positions)
             key = (bucket_start(moment, grain), group)
             if with_numbers:
+                # INTEGER columns come back as int and stay on the fold's int fast path;
+                # TEXT ones are exact decimals.
                 folder.add_partial(
                     key,
                     events,
                     numeric_events,
-                    Decimal(total),
-                    None if maximum is None else Decimal(maximum),
+                    total if type(total) is int else Decimal(total),
+                    maximum if maximum is None or type(maximum) is int else Decimal(maximum),
                 )
             else:
-                folder.add_partial(key, events, 0, Decimal(0), None)
+                folder.add_partial(key, events, 0, 0, None)
         elif kind == 1:
             properties = codec.decode_properties(text)
             folder.add_event(

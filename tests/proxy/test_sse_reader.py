@@ -120,3 +120,38 @@ def test_responses_terminal_event_carries_usage() -> None:
     assert found is not None
     assert (found.prompt_tokens, found.completion_tokens) == (7, 2)
     assert reader.texts() == ["hi"]
+
+
+@pytest.mark.parametrize("terminal", ["response.incomplete", "response.failed"])
+def test_responses_incomplete_and_failed_terminals_carry_usage(terminal: str) -> None:
+    usage = {"input_tokens": 5, "output_tokens": 4, "total_tokens": 9}
+    stream = (
+        b"event: response.created\n"
+        + chunk({"type": "response.created", "response": {"usage": None}})
+        + b"event: response.output_text.delta\n"
+        + chunk({"type": "response.output_text.delta", "delta": "cut"})
+        + f"event: {terminal}\n".encode()
+        + chunk({"type": terminal, "response": {"usage": usage}})
+    )
+    for split in range(len(stream) + 1):
+        out, reader = read(stream, split, strip=True)
+        assert out == stream  # Responses streams are forwarded whole; the terminal with the tail
+        found = reader.usage()
+        assert found is not None
+        assert (found.prompt_tokens, found.completion_tokens) == (5, 4)
+        assert reader.done
+
+
+def test_several_choices_keep_their_own_text_and_one_usage() -> None:
+    usage = {"prompt_tokens": 4, "completion_tokens": 6, "total_tokens": 10}
+    stream = (
+        content("a", index=0)
+        + content("x", index=1)
+        + content("b", index=0)
+        + content("y", index=1)
+        + chunk({"choices": [], "usage": usage})
+        + b"data: [DONE]\n\n"
+    )
+    out, reader = read(stream, 17, strip=False)
+    assert reader.texts() == ["ab", "xy"]  # per choice, for the fallback's count
+    assert out.count(b'"usage":{') == 1
