@@ -104,6 +104,10 @@ class PostgresStore:
                 min_size=1,
                 max_size=self._max_connections,
                 timeout=self._connect_timeout,
+                # asyncpg prepares every statement; after five runs PostgreSQL may switch to a
+                # generic plan, which for the range joins of aggregate() ignores the bounds
+                # (580 ms instead of 40 ms at 100k events). Planning each time costs ~1 ms.
+                server_settings={"plan_cache_mode": "force_custom_plan"},
             )
         opened = False
         try:

@@ -35,14 +35,17 @@ _RAW = (
     "WHERE external_subscription_id = $1 AND code = $2 AND ts BETWEEN $3 AND $4"
 )
 
-# kind 0: rollup rows of up to three (grain, first, end) ranges given as arrays; kind 1: raw
-# events of up to two inclusive ranges; kind 2: the spec row.
+# kind 0: rollup rows of the (grain, first, end) ranges given as arrays, summed per dims by
+# the server (NUMERIC sums are exact; a month of day rows per dims comes back as one row);
+# kind 1: raw events of up to two inclusive ranges; kind 2: the spec row.
 _SPLIT = """
-SELECT 0 AS kind, r.dims AS text, NULL::text AS extra, r.events, r.numeric_events, r.total,
-       r.maximum
-FROM unnest($3::int8[], $4::int8[], $5::int8[]) AS g(grain, first, stop)
-JOIN rollups r ON r.code = $2 AND r.external_subscription_id = $1 AND r.grain = g.grain
-              AND r.bucket >= g.first AND r.bucket < g.stop
+(SELECT 0 AS kind, r.dims AS text, NULL::text AS extra, sum(r.events)::int8 AS events,
+        sum(r.numeric_events)::int8 AS numeric_events, sum(r.total) AS total,
+        max(r.maximum) AS maximum
+ FROM unnest($3::int8[], $4::int8[], $5::int8[]) AS g(grain, first, stop)
+ JOIN rollups r ON r.code = $2 AND r.external_subscription_id = $1 AND r.grain = g.grain
+               AND r.bucket >= g.first AND r.bucket < g.stop
+ GROUP BY r.dims)
 UNION ALL
 SELECT 1, e.properties, NULL, NULL, NULL, NULL, NULL
 FROM unnest($6::int8[], $7::int8[]) AS w(low, high)
