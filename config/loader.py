@@ -85,8 +85,10 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
 
 
 def masked_settings(settings: Settings) -> dict[str, Any]:
-    """The settings as a plain document, secrets replaced by whether they are set."""
+    """The settings as a plain document, secrets replaced by whether they are set (and a
+    password in ``store.url`` masked)."""
     document: dict[str, Any] = msgspec.to_builtins(settings)
+    document["store"]["url"] = _masked_url(settings.store.url)
     document["secrets"] = {
         name: ("set" if value else "unset") for name, value in settings.secrets.items()
     }
@@ -209,13 +211,18 @@ def _check_required(
             issues.append(ConfigIssue(sub, "a value (required)", "nothing"))
 
 
-def _redacted_url(url: str) -> str:
-    """The URL as shown in an error: a password in it is masked."""
+def _masked_url(url: str) -> str:
+    """The URL with the password of its credentials (``user:password@``) masked."""
     scheme, sep, rest = url.partition("://")
     credentials, at, host = rest.rpartition("@")
     if sep and at and ":" in credentials:
         rest = f"{credentials.partition(':')[0]}:***@{host}"
-    return repr(f"{scheme}{sep}{rest}")
+    return f"{scheme}{sep}{rest}"
+
+
+def _redacted_url(url: str) -> str:
+    """The URL as shown in an error: quoted, a password in it masked."""
+    return repr(_masked_url(url))
 
 
 def _check_semantics(settings: Settings, issues: list[ConfigIssue]) -> None:

@@ -3,8 +3,9 @@
 Lookups go by the key's sha256, so the secret never sits in a dict; the hash found is compared
 again with :func:`hmac.compare_digest` so that no comparison leaks timing. Revocation through
 :meth:`KeyAuthenticator.revoke` invalidates the cache entry at once; a revocation made by another
-process (``tallygate keys revoke`` beside a running server) takes effect within ``cache_ttl``
-seconds, because entries are re-read from the store after that long.
+process (``tallygate keys revoke`` beside a running server, or another replica sharing a
+PostgreSQL store) takes effect within ``cache_ttl`` seconds (``server.key_cache_seconds``),
+because entries are re-read from the store after that long.
 """
 
 from __future__ import annotations

@@ -162,6 +162,8 @@ def test_store_url_names_sqlite_or_postgresql_and_hides_a_password() -> None:
     url = "postgresql://tally:pw@db.internal:5432/billing?search_path=tg"
     settings = load_settings(env={"TALLYGATE_STORE__URL": url})
     assert settings.store.url == url
+    shown = masked_settings(settings)["store"]["url"]
+    assert shown == "postgresql://tally:***@db.internal:5432/billing?search_path=tg"
     assert load_settings(env={"TALLYGATE_STORE__URL": "postgres://db/x"}).store.url
     with pytest.raises(ConfigError) as caught:
         load_settings(
