@@ -32,13 +32,18 @@ from metering.ports import (
 from metering.store import sqlite_query, sqlite_series
 from metering.store.codec import JsonCodec, to_micros
 from metering.store.rollups import RollupSpec, rollup_deltas, spec_for
-from metering.store.sqlite_connection import connect, rollback, unavailable
+from metering.store.sqlite_connection import (
+    connect,
+    rollback,
+    transaction_in_thread,
+    unavailable,
+)
 from metering.store.sqlite_events import (
+    add_rollups,
     changed_specs,
     load_specs,
     rebuild_rollups,
     stored_params,
-    upsert_rollups,
     write_batch,
 )
 from metering.store.sqlite_records import RecordTables
@@ -295,17 +300,24 @@ class SQLiteStore:
         """Store the batches in one transaction, each atomically, with their rollups."""
         params = stored_params(batches, self._codec)
 
-        async def write(conn: aiosqlite.Connection) -> list[BatchResult]:
+        def write(db: sqlite3.Connection) -> list[BatchResult]:
             results: list[BatchResult] = []
             stored: list[Event] = []
             for number, (batch, rows) in enumerate(zip(batches, params, strict=True)):
-                result, inserted = await write_batch(conn, batch, rows, f"batch{number}")
+                result, inserted = write_batch(db, batch, rows, f"batch{number}")
                 results.append(result)
                 stored.extend(inserted)
-            await upsert_rollups(conn, rollup_deltas(stored, self._specs))
+            # Specs change only under the write lock, which is held while this runs.
+            add_rollups(db, rollup_deltas(stored, self._specs))
             return results
 
-        return await self._write(write)
+        # The hot path of every metered request: the whole transaction in one thread call.
+        async with self._write_lock:
+            conn = self._writer
+            if conn is None:
+                raise StoreUnavailable("sqlite store is not open")
+            with unavailable():
+                return await transaction_in_thread(conn, write)
 
     async def get_event(
         self, *, transaction_id: str, external_subscription_id: str | None = None

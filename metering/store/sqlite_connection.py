@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import aiosqlite
 
 from metering.errors import StoreUnavailable
 from metering.store.sqlite_events import decimal_functions
 
-__all__ = ["connect", "rollback", "unavailable"]
+__all__ = ["connect", "rollback", "transaction_in_thread", "unavailable"]
+
+T = TypeVar("T")
 
 
 @contextlib.contextmanager
@@ -30,6 +33,35 @@ async def rollback(conn: aiosqlite.Connection) -> None:
         # SQLite may roll back on its own (e.g. on SQLITE_FULL) between the check and here.
         with contextlib.suppress(sqlite3.OperationalError):
             await conn.execute("ROLLBACK")
+
+
+def _transaction(db: sqlite3.Connection, op: Callable[[sqlite3.Connection], T]) -> T:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        result = op(db)
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            # SQLite may have rolled back on its own (e.g. on SQLITE_FULL).
+            with contextlib.suppress(sqlite3.OperationalError):
+                db.execute("ROLLBACK")
+        raise
+    return result
+
+
+async def transaction_in_thread(
+    conn: aiosqlite.Connection, op: Callable[[sqlite3.Connection], T]
+) -> T:
+    """Run ``op`` in one ``BEGIN IMMEDIATE`` transaction as ONE call on the connection's thread.
+
+    Each aiosqlite statement is a round trip to its thread (queue put, thread wake-up,
+    ``call_soon_threadsafe`` back to the loop): an event write made four of them, a third of
+    its CPU (bench/RESULTS.md). aiosqlite has no public way to run a function on its thread;
+    ``_execute`` is the one its own methods all use, and ``_conn`` its sqlite3 connection.
+    """
+    db: sqlite3.Connection = conn._conn
+    result: T = await conn._execute(_transaction, db, op)  # type: ignore[no-untyped-call]
+    return result
 
 
 async def connect(path: Path, *, busy_timeout_ms: int, query_only: bool) -> aiosqlite.Connection:

@@ -7,6 +7,7 @@ reading first.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 
@@ -22,6 +23,7 @@ from metering.store.rollups import RollupKey, RollupSpec, add_to_rollups, coarse
 __all__ = [
     "EventParams",
     "StoredDecimal",
+    "add_rollups",
     "changed_specs",
     "decimal_functions",
     "decode_spec",
@@ -118,9 +120,7 @@ def event_params(event: Event, codec: JsonCodec) -> EventParams:
     )
 
 
-async def _insert(
-    conn: aiosqlite.Connection, params: Sequence[EventParams]
-) -> set[tuple[str, str]]:
+def _insert(db: sqlite3.Connection, params: Sequence[EventParams]) -> set[tuple[str, str]]:
     """Insert what the constraint allows; the (transaction, subscription) keys inserted."""
     inserted: set[tuple[str, str]] = set()
     for start in range(0, len(params), _CHUNK):
@@ -131,15 +131,17 @@ async def _insert(
             "RETURNING transaction_id, external_subscription_id"
         )
         flat = [value for row in chunk for value in row]
-        rows = await conn.execute_fetchall(sql, flat)
-        inserted.update((row[0], row[1]) for row in rows)
+        inserted.update((row[0], row[1]) for row in db.execute(sql, flat).fetchall())
     return inserted
 
 
-async def write_batch(
-    conn: aiosqlite.Connection, batch: EventBatch, params: Sequence[EventParams], name: str
+def write_batch(
+    db: sqlite3.Connection, batch: EventBatch, params: Sequence[EventParams], name: str
 ) -> tuple[BatchResult, list[Event]]:
     """Store one batch atomically inside the open transaction; returns the events stored.
+
+    Synchronous, on the plain connection: it runs on the connection's thread inside
+    :func:`~metering.store.sqlite_connection.transaction_in_thread`.
 
     ``name`` is the batch's savepoint: a REJECT batch with a duplicate rolls back to it, so
     the other batches of the transaction are unaffected. A SKIP batch never undoes anything,
@@ -147,8 +149,8 @@ async def write_batch(
     """
     reject = batch.policy is DuplicatePolicy.REJECT
     if reject:
-        await conn.execute(f"SAVEPOINT {name}")
-    inserted = await _insert(conn, params)
+        db.execute(f"SAVEPOINT {name}")
+    inserted = _insert(db, params)
     stored: list[Event] = []
     duplicates: list[int] = []
     for index, event in enumerate(batch.events):
@@ -160,19 +162,17 @@ async def write_batch(
             duplicates.append(index)
     if reject:
         if duplicates:
-            await conn.execute(f"ROLLBACK TO {name}")
-        await conn.execute(f"RELEASE {name}")
+            db.execute(f"ROLLBACK TO {name}")
+        db.execute(f"RELEASE {name}")
         if duplicates:
             return BatchResult(stored=False, inserted=0, duplicates=tuple(duplicates)), []
     result = BatchResult(stored=True, inserted=len(stored), duplicates=tuple(duplicates))
     return result, stored
 
 
-async def upsert_rollups(conn: aiosqlite.Connection, hours: GroupFolder[RollupKey]) -> None:
-    """Add hour increments, and the day and month increments they make, to the rollup rows."""
-    if not len(hours):
-        return
-    rows = [
+def _rollup_rows(hours: GroupFolder[RollupKey]) -> list[tuple[object, ...]]:
+    """UPSERT parameters of the hour increments and the day and month increments they make."""
+    return [
         (
             *key,
             fold.events,
@@ -183,7 +183,18 @@ async def upsert_rollups(conn: aiosqlite.Connection, hours: GroupFolder[RollupKe
         for deltas in (hours, *coarser(hours))
         for key, fold in deltas.items()
     ]
-    await conn.executemany(_UPSERT_ROLLUP, rows)
+
+
+def add_rollups(db: sqlite3.Connection, hours: GroupFolder[RollupKey]) -> None:
+    """Add hour increments (and their days and months) to the rollup rows (sync, in thread)."""
+    if len(hours):
+        db.executemany(_UPSERT_ROLLUP, _rollup_rows(hours))
+
+
+async def upsert_rollups(conn: aiosqlite.Connection, hours: GroupFolder[RollupKey]) -> None:
+    """Add hour increments, and the day and month increments they make, to the rollup rows."""
+    if len(hours):
+        await conn.executemany(_UPSERT_ROLLUP, _rollup_rows(hours))
 
 
 async def rebuild_rollups(
