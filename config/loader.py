@@ -245,10 +245,21 @@ def _check_semantics(settings: Settings, issues: list[ConfigIssue]) -> None:
                 _redacted_url(settings.store.url),
             )
         )
+    for path, value, least in (
+        ("server.shutdown_grace_seconds", server.shutdown_grace_seconds, 0),
+        ("store.busy_timeout_seconds", settings.store.busy_timeout_seconds, 0),
+        ("store.max_pending_events", settings.store.max_pending_events, 1),
+    ):
+        if value < least:
+            issues.append(ConfigIssue(path, f"a number >= {least}", str(value)))
     for name, upstream in settings.upstreams.items():
         if not upstream.base_url.startswith(("http://", "https://")):
             issues.append(
                 ConfigIssue(f"upstreams.{name}.base_url", "an http(s) URL", repr(upstream.base_url))
+            )
+        if upstream.retries < 0 or upstream.retry_backoff_seconds < 0:
+            issues.append(
+                ConfigIssue(f"upstreams.{name}.retries", "non-negative retries and backoff", "less")
             )
         if upstream.kind == "azure" and not upstream.api_version:
             issues.append(

@@ -28,6 +28,9 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: Seconds a key record is served from the in-process cache before it is read again: a
     #: key revoked by another replica (or ``tallygate keys revoke``) stops working within this.
     key_cache_seconds: float = 5.0
+    #: On SIGTERM/SIGINT, how long in-flight requests (streams) may run before they are cut;
+    #: their usage is metered either way, then the event queue drains and the process exits 0.
+    shutdown_grace_seconds: int = 30
 
 
 class StoreSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -36,6 +39,12 @@ class StoreSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     (``?search_path=<schema>`` picks a schema other than ``public``)."""
 
     url: str = "sqlite:///./tallygate.db"
+    #: SQLite: how long one write waits for another process's lock before the store counts
+    #: as stalled (its writes are then retried and new requests refused with 503).
+    busy_timeout_seconds: float = 5.0
+    #: Usage events held in memory while the store is slow or stalled; past this (or while a
+    #: write keeps failing) new requests are refused with 503 + Retry-After, never dropped.
+    max_pending_events: int = 10000
 
 
 class UpstreamSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -50,6 +59,11 @@ class UpstreamSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     api_version: str | None = None
     connect_timeout: float = 10.0
     read_timeout: float = 600.0
+    #: Extra attempts after a failure that produced nothing (connection refused or timed out,
+    #: 502/503/504), made only before any byte reached the client.
+    retries: int = 1
+    #: Pause before retry n: ``n * retry_backoff_seconds``.
+    retry_backoff_seconds: float = 0.2
     headers: dict[str, str] = msgspec.field(default_factory=dict)
 
 

@@ -5,9 +5,13 @@ batch is committed. The task takes everything queued when the previous commit fi
 ``max_batch_events``) and writes it with one ``Store.write_batches`` call, so the number of
 transactions follows the store's speed rather than the request rate, with no timer.
 
-The queue is bounded by events: past ``max_pending`` a submit fails at once with
-:class:`~metering.errors.StoreUnavailable` (the gateway answers 503 + Retry-After) instead of
-buffering without limit. A failed write fails that group's callers and the task carries on.
+Load shedding happens at admission, before any usage exists: :meth:`EventWriter.admit` refuses
+with :class:`~metering.errors.StoreUnavailable` (the gateway answers 503 + Retry-After) while
+``max_pending`` events wait or while the store is failing. Usage that exists (a request that
+was admitted and produced tokens) is never dropped: a write that fails with StoreUnavailable
+(locked, full, I/O) is retried with backoff until the store recovers, and the callers wait.
+Only at shutdown does the writer give up, after ``stop_retries`` more attempts. Any other
+error fails that group's callers and the task carries on.
 """
 
 from __future__ import annotations
@@ -32,13 +36,20 @@ class EventWriter:
     """Group-commit writer over a :class:`~metering.ports.Store` (see the module docstring)."""
 
     def __init__(
-        self, store: Store, *, max_batch_events: int = 2000, max_pending: int = 10000
+        self,
+        store: Store,
+        *,
+        max_batch_events: int = 2000,
+        max_pending: int = 10000,
+        stop_retries: int = 10,
     ) -> None:
         if max_batch_events < 1 or max_pending < 1:
             raise ValueError("max_batch_events and max_pending must be >= 1")
         self._store = store
         self._max_batch_events = max_batch_events
         self._max_pending = max_pending
+        self._stop_retries = stop_retries
+        self._stalled = False  # the last write failed with StoreUnavailable and is being retried
         self._queue: deque[_Pending] = deque()
         self._pending_events = 0  # queued + being written: what memory holds, uncommitted
         self._wakeup = asyncio.Event()
@@ -49,6 +60,22 @@ class EventWriter:
     def pending_events(self) -> int:
         """Events submitted and not yet committed (or failed)."""
         return self._pending_events
+
+    @property
+    def stalled(self) -> bool:
+        """Whether the store failed the last write (it is being retried)."""
+        return self._stalled
+
+    def admit(self) -> None:
+        """Raise StoreUnavailable unless new work may start (running, store healthy, room)."""
+        if self._task is None or self._stopping:
+            raise StoreUnavailable("event writer is not running")
+        if self._stalled:
+            raise StoreUnavailable("the usage store is failing writes; they are being retried")
+        if self._pending_events >= self._max_pending:
+            raise StoreUnavailable(
+                f"event queue full ({self._pending_events} events pending, max {self._max_pending})"
+            )
 
     async def start(self) -> None:
         """Start the writer task (once)."""
@@ -64,20 +91,26 @@ class EventWriter:
         self._wakeup.set()
         await self._task
 
-    async def submit(self, batch: EventBatch) -> BatchResult:
+    async def submit(self, batch: EventBatch, *, admitted: bool = False) -> BatchResult:
         """Queue ``batch`` and return its result once it is committed.
 
-        Raises StoreUnavailable when the queue is full, when the writer is not running, or
-        when the store failed the transaction that carried this batch. Cancelling the caller
-        does not withdraw the batch: usage already produced is still written.
+        Without ``admitted``, the batch must fit: StoreUnavailable at once when the queue is
+        full or the store is failing. ``admitted=True`` is for usage of work that already
+        passed :meth:`admit` (tokens produced upstream): it is always queued while the writer
+        runs, so admission, not submission, bounds the queue. Raises StoreUnavailable when the
+        writer is not running or gave up at shutdown. Cancelling the caller does not withdraw
+        the batch: usage already produced is still written.
         """
         if self._task is None or self._stopping:
             raise StoreUnavailable("event writer is not running")
         size = len(batch.events)
-        if self._pending_events + size > self._max_pending:
-            raise StoreUnavailable(
-                f"event queue full ({self._pending_events} events pending, max {self._max_pending})"
-            )
+        if not admitted:
+            self.admit()
+            if self._pending_events + size > self._max_pending:
+                raise StoreUnavailable(
+                    f"event queue full ({self._pending_events} events pending, "
+                    f"max {self._max_pending})"
+                )
         done: asyncio.Future[BatchResult] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(batch, done))
         self._pending_events += size
@@ -116,12 +149,35 @@ class EventWriter:
                     pending.done.set_exception(StoreUnavailable("event writer stopped"))
 
     async def _commit(self, group: list[_Pending]) -> None:
-        write = asyncio.ensure_future(self._store.write_batches([p.batch for p in group]))
-        # The callback settles the group even if this task is cancelled while it waits.
-        write.add_done_callback(functools.partial(self._settle, group))
-        # wait() never raises the write's own error: _settle hands it to the group's callers,
-        # so any failure reaches them and this task keeps serving later submissions.
-        await asyncio.wait([write])
+        batches = [p.batch for p in group]
+        failures = 0
+        while True:
+            write = asyncio.ensure_future(self._store.write_batches(batches))
+            try:
+                # wait() never raises the write's own error: it is inspected below, and any
+                # failure that is not retried reaches the group's callers through _settle.
+                await asyncio.wait([write])
+            except asyncio.CancelledError:
+                # The write goes on: its outcome still settles the group.
+                write.add_done_callback(functools.partial(self._settle, group))
+                raise
+            error = None if write.cancelled() else write.exception()
+            if not isinstance(error, StoreUnavailable):
+                self._stalled = False
+                self._settle(group, write)
+                return
+            # The transaction rolled back: nothing of the group is written, so a retry is safe
+            # (and the events' transaction ids make it idempotent anyway).
+            failures += 1
+            if self._stopping and failures > self._stop_retries:
+                self._settle(group, write)
+                return
+            self._stalled = True
+            try:
+                await asyncio.sleep(min(1.0, 0.05 * 2 ** min(failures, 5)))
+            except asyncio.CancelledError:
+                self._settle(group, write)
+                raise
 
     def _settle(self, group: list[_Pending], write: asyncio.Future[list[BatchResult]]) -> None:
         self._pending_events -= sum(len(p.batch.events) for p in group)

@@ -53,7 +53,11 @@ def open_store(settings: Settings) -> Store:
     url = settings.store.url
     if is_postgres(url):
         return PostgresStore(url, rollup_extra_keys=ROLLUP_EXTRA_KEYS)
-    return SQLiteStore(sqlite_path(url), rollup_extra_keys=ROLLUP_EXTRA_KEYS)
+    return SQLiteStore(
+        sqlite_path(url),
+        rollup_extra_keys=ROLLUP_EXTRA_KEYS,
+        busy_timeout=settings.store.busy_timeout_seconds,
+    )
 
 
 def _warn_unconfigured(settings: Settings) -> None:
@@ -79,7 +83,7 @@ def create_app(
         _warn_unconfigured(settings)
         store = open_store(settings)
         await store.open()
-        writer = EventWriter(store)
+        writer = EventWriter(store, max_pending=settings.store.max_pending_events)
         try:
             await writer.start()
             await ensure_default_catalog(store, settings, clock())

@@ -68,7 +68,9 @@ class MeteredCall:
         if not events:
             return
         write = asyncio.ensure_future(
-            self.gateway.writer.submit(EventBatch(events=events, policy=DuplicatePolicy.SKIP))
+            self.gateway.writer.submit(
+                EventBatch(events=events, policy=DuplicatePolicy.SKIP), admitted=True
+            )
         )
         await asyncio.shield(write)
 

@@ -10,7 +10,7 @@ import httpx
 from proxy.metered_call import MeteredCall
 from proxy.request_head import RequestHead, with_stream_usage
 from proxy.sse import SSEReader
-from proxy.upstream import upstream_error
+from proxy.upstream import send_upstream
 
 __all__ = ["open_stream", "relay_stream"]
 
@@ -53,10 +53,7 @@ async def _send(call: MeteredCall, body: bytes, headers: Mapping[str, str]) -> h
         headers=dict(headers),
         timeout=gateway.router.timeout(route),
     )
-    try:
-        return await gateway.http.send(request, stream=True)
-    except httpx.HTTPError as exc:
-        raise upstream_error(route, exc) from None
+    return await send_upstream(gateway.http, request, route, stream=True)
 
 
 async def relay_stream(
@@ -68,6 +65,7 @@ async def relay_stream(
     generated, and the upstream call is closed so generation stops.
     """
     recorded = False
+    call.gateway.stream_opened()
     try:
         try:
             async for piece in upstream.aiter_raw():
@@ -84,6 +82,7 @@ async def relay_stream(
         if tail:
             yield tail
     finally:
+        call.gateway.stream_closed()  # no await before the spawn: shutdown sees one or the other
         if not recorded:
             # Cancelled (client gone): anything awaited here would be cancelled again, so the
             # close and the metering run as their own task, awaited at shutdown.

@@ -72,7 +72,9 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
         access_log=False,
         log_level="info",
         lifespan="on",
-        timeout_graceful_shutdown=30,
+        # In-flight streams may finish within this; then uvicorn cancels them, their relays
+        # meter what was generated, and the lifespan drains that work and the event queue.
+        timeout_graceful_shutdown=settings.server.shutdown_grace_seconds,
     )
     logging.getLogger("tallygate").info(
         "tallygate on http://%s:%d/v1 (store %s)", bind_host, bind_port, where

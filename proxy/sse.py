@@ -77,8 +77,9 @@ class SSEReader:
         try:
             document = msgspec.json.decode(data)
         except msgspec.DecodeError:
+            # A garbage data line would break the client's SDK mid-stream: count it, drop it.
             self.malformed += 1
-            return event
+            return b""
         if not isinstance(document, dict):
             return event
         self._collect(document)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,6 +20,11 @@ from proxy.tokens import TokenCounter
 from proxy.upstream import UpstreamRouter
 
 __all__ = ["Clock", "Gateway", "system_clock"]
+
+log = logging.getLogger("tallygate")
+
+#: At shutdown, how long to wait for cancelled streams to reach their metering.
+_STREAMS_DRAIN_SECONDS = 10.0
 
 #: Where every "now" of the gateway comes from (tests pass a fixed clock).
 Clock = Callable[[], datetime]
@@ -48,14 +54,44 @@ class Gateway:
     records_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     #: Work that must finish even though its request was cancelled (awaited at shutdown).
     background: set[asyncio.Task[None]] = field(default_factory=set)
+    #: Streams being relayed (each meters in its own ``finally``, also when cancelled).
+    open_streams: int = 0
+    streams_closed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` to completion independently of the calling request's cancellation."""
         task = asyncio.get_running_loop().create_task(work)
         self.background.add(task)
-        task.add_done_callback(self.background.discard)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self.background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # Usually metering that could not be written: say so loudly, it is money.
+            log.error("background work failed", exc_info=task.exception())
+
+    def stream_opened(self) -> None:
+        """A relay started (shutdown waits for it to finish or be cancelled and meter)."""
+        self.open_streams += 1
+        self.streams_closed.clear()
+
+    def stream_closed(self) -> None:
+        """A relay ended; its metering is done or spawned."""
+        self.open_streams -= 1
+        if self.open_streams == 0:
+            self.streams_closed.set()
 
     async def drain_background(self) -> None:
-        """Wait for every spawned piece of work (shutdown: before the writer stops)."""
+        """Wait for relays and spawned work (shutdown: before the writer stops).
+
+        Streams cancelled by the server's shutdown reach their ``finally`` (and spawn their
+        metering) a few loop turns later, or when their suspended generator is finalized.
+        """
+        if self.open_streams:
+            try:
+                async with asyncio.timeout(_STREAMS_DRAIN_SECONDS):
+                    await self.streams_closed.wait()
+            except TimeoutError:
+                log.error("%d stream(s) did not end at shutdown; unmetered", self.open_streams)
         while self.background:
             await asyncio.gather(*self.background, return_exceptions=True)

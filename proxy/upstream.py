@@ -6,6 +6,7 @@ The upstream URL and key come only from the settings, never from the request. Th
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 
 import httpx
@@ -14,7 +15,14 @@ import msgspec
 from config import ModelSettings, Settings, UpstreamSettings
 from proxy.errors import GatewayError
 
-__all__ = ["ROUTED_RESPONSE_HEADERS", "Route", "UpstreamRouter", "upstream_error"]
+__all__ = [
+    "RETRIED_STATUSES",
+    "ROUTED_RESPONSE_HEADERS",
+    "Route",
+    "UpstreamRouter",
+    "send_upstream",
+    "upstream_error",
+]
 
 # Client headers worth passing on; everything else (Authorization, Cookie, Host, hop-by-hop,
 # tracing of the client's own infrastructure) stays at the gateway.
@@ -130,3 +138,36 @@ def upstream_error(route: Route, exc: httpx.HTTPError) -> GatewayError:
         f"The upstream '{name}' could not be reached ({type(exc).__name__}).",
         code="upstream_unavailable",
     )
+
+
+#: Answers that mean "nothing was done, try again" (a gateway or overload in front of the model).
+RETRIED_STATUSES = frozenset({502, 503, 504})
+# Failures before the request reached the upstream: it produced nothing, so a retry is safe.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+async def send_upstream(
+    http: httpx.AsyncClient, request: httpx.Request, route: Route, *, stream: bool
+) -> httpx.Response:
+    """Send ``request``, retrying up to ``retries`` times what produced nothing: a failed or
+    timed-out connection, or a 502/503/504 answer. Nothing has reached the client yet when this
+    returns, so a retry can never duplicate output; read timeouts and failures after the answer
+    began are never retried (the upstream may have generated tokens). Transport failures
+    become a client-safe :class:`GatewayError`; the last answer, even a 5xx, is returned.
+    """
+    upstream = route.upstream
+    for attempt in range(upstream.retries + 1):
+        last = attempt == upstream.retries
+        try:
+            response = await http.send(request, stream=stream)
+        except _NOT_SENT as exc:
+            if last:
+                raise upstream_error(route, exc) from None
+        except httpx.HTTPError as exc:
+            raise upstream_error(route, exc) from None
+        else:
+            if last or response.status_code not in RETRIED_STATUSES:
+                return response
+            await response.aclose()
+        await asyncio.sleep(upstream.retry_backoff_seconds * (attempt + 1))
+    raise AssertionError("unreachable: the last attempt returns or raises")

@@ -19,8 +19,11 @@ def healthz() -> dict[str, str]:
 
 @get("/readyz", include_in_schema=False)
 async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, str]]:
-    """The store answers; 503 otherwise, so a load balancer stops sending traffic."""
+    """The store answers and takes writes; 503 otherwise, so a load balancer stops sending
+    traffic."""
     gateway: Gateway = request.app.state.gateway
+    if gateway.writer.stalled:
+        return Response({"status": "store failing writes"}, status_code=503)
     if await gateway.store.ping():
         return Response({"status": "ready"})
     return Response({"status": "store unreachable"}, status_code=503)

@@ -16,7 +16,7 @@ from proxy.relay import open_stream, relay_stream
 from proxy.request_head import parse_head, replace_fields
 from proxy.state import Gateway
 from proxy.surfaces import CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES, Surface
-from proxy.upstream import upstream_error
+from proxy.upstream import send_upstream
 from proxy.usage import usage_from_body
 
 __all__ = ["ROUTES"]
@@ -39,6 +39,8 @@ async def _proxy(request: Request[Any, Any, Any], surface: Surface) -> Response[
     call = MeteredCall(
         gateway=gateway, key=key, route=route, surface=surface, body=body, started=gateway.clock()
     )
+    # Shed load before any token exists: usage produced upstream is never dropped later.
+    gateway.writer.admit()
     headers = gateway.router.headers(route, request.headers)
     if head.stream:
         upstream, reader = await open_stream(call, head, headers)
@@ -50,20 +52,25 @@ async def _proxy(request: Request[Any, Any, Any], surface: Surface) -> Response[
             media_type=upstream.headers.get("content-type", "text/event-stream"),
             headers=call.response_headers(upstream),
         )
-    try:
-        upstream = await gateway.http.post(
-            gateway.router.url(route, surface.endpoint),
-            content=body,
-            headers=headers,
-            timeout=gateway.router.timeout(route),
-        )
-    except httpx.HTTPError as exc:
-        raise upstream_error(route, exc) from None
+    request_out = gateway.http.build_request(
+        "POST",
+        gateway.router.url(route, surface.endpoint),
+        content=body,
+        headers=headers,
+        timeout=gateway.router.timeout(route),
+    )
+    upstream = await send_upstream(gateway.http, request_out, route, stream=False)
     if upstream.is_success:
-        usage = usage_from_body(upstream.content) or await call.estimate(
-            surface.texts(_json_or_none(upstream.content))
-        )
+        document = _json_or_none(upstream.content)
+        usage = usage_from_body(upstream.content) or await call.estimate(surface.texts(document))
         await call.record(usage)
+        if document is None:
+            # The upstream did the work (metered, estimated) but its answer is unusable.
+            raise GatewayError(
+                "upstream_unavailable",
+                f"The upstream '{route.upstream_name}' returned a malformed response.",
+                code="upstream_invalid_response",
+            )
     return Response(
         upstream.content,
         status_code=upstream.status_code,

@@ -143,7 +143,14 @@ async def test_full_queue_sheds_load_at_once(sqlite: SQLiteStore) -> None:
     assert writer.pending_events == 10
     with pytest.raises(StoreUnavailable, match="queue full"):
         await writer.submit(one("c", n=1))
+    with pytest.raises(StoreUnavailable, match="queue full"):
+        writer.admit()
+    # Usage of admitted work is queued all the same: admission is what bounds the queue.
+    admitted = asyncio.create_task(writer.submit(one("d", n=1), admitted=True))
+    await asyncio.sleep(0)
+    assert writer.pending_events == 11
     recording.hold.set()
+    assert (await admitted).inserted == 1
     assert (await in_flight).inserted == 6
     assert (await queued).inserted == 4
     assert writer.pending_events == 0
@@ -151,23 +158,39 @@ async def test_full_queue_sheds_load_at_once(sqlite: SQLiteStore) -> None:
     await writer.stop()
 
 
-async def test_recovers_after_a_failed_transaction(sqlite: SQLiteStore) -> None:
-    recording = RecordingStore(sqlite, fail_first=1)
-    recording.hold = asyncio.Event()
+async def test_a_failed_transaction_is_retried_until_the_store_recovers(
+    sqlite: SQLiteStore,
+) -> None:
+    recording = RecordingStore(sqlite, fail_first=3)
     writer = await started(recording)
-    failing = asyncio.create_task(writer.submit(one("lost", n=2)))
+    first = asyncio.create_task(writer.submit(one("kept", n=2), admitted=True))
     await recording.entered.wait()
-    later = [asyncio.create_task(writer.submit(one(f"ok{n}"))) for n in range(3)]
-    await asyncio.sleep(0)
-    recording.hold.set()
-    with pytest.raises(StoreUnavailable, match="disk full"):
-        await failing
-    assert [(await t).inserted for t in later] == [1, 1, 1]
-    assert recording.calls == [1, 3]  # the failure ended its group only
+    while len(recording.calls) < 2:  # noqa: ASYNC110 (the writer is retrying a failed write)
+        await asyncio.sleep(0.01)
+    assert writer.stalled
+    with pytest.raises(StoreUnavailable, match="failing"):
+        writer.admit()  # new work is refused while the store fails...
+    with pytest.raises(StoreUnavailable, match="failing"):
+        await writer.submit(one("new"))
+    later = asyncio.create_task(writer.submit(one("late"), admitted=True))  # ...produced usage not
+    assert (await first).inserted == 2
+    assert (await later).inserted == 1
+    assert not writer.stalled
+    writer.admit()
+    assert recording.calls[:4] == [1, 1, 1, 1]  # three failures, then the same group succeeded
     assert await count(sqlite) == 3
-    # The caller may retry the failed batch; nothing of it was written.
-    assert (await writer.submit(one("lost", n=2))).inserted == 2
     await writer.stop()
+
+
+async def test_stop_gives_up_on_a_dead_store_after_its_retries(sqlite: SQLiteStore) -> None:
+    recording = RecordingStore(sqlite, fail_first=1000)
+    writer = await started(recording, stop_retries=2)
+    doomed = asyncio.create_task(writer.submit(one("doomed"), admitted=True))
+    await recording.entered.wait()
+    await writer.stop()
+    with pytest.raises(StoreUnavailable, match="disk full"):
+        await doomed
+    assert await count(sqlite) == 0
 
 
 async def test_other_errors_reach_the_callers_and_the_writer_goes_on() -> None:

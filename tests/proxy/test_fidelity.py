@@ -113,7 +113,8 @@ def test_every_response_has_a_request_id(
             "health": http.get(f"{root}/healthz"),
             "admin": http.get(f"{root}/api/v1/customers"),
         }
-        simulator.control.set_faults(status=503, times=1)
+        # Two: the gateway retries a 503 once (upstream retries = 1), then passes it through.
+        simulator.control.set_faults(status=503, times=2)
         responses["upstream 503"] = http.post(f"{base}/chat/completions", json=chat, headers=auth)
     ids = {name: r.headers.get("x-request-id") for name, r in responses.items()}
     assert all(value and value.startswith("req_") for value in ids.values()), ids

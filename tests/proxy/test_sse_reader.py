@@ -99,11 +99,12 @@ def test_repeated_usage_chunk_reaches_an_asking_client_once_the_last_one() -> No
         assert stripped == content("a") + b"data: [DONE]\n\n"
 
 
-def test_malformed_lines_are_forwarded_and_counted_and_crlf_works() -> None:
+def test_malformed_lines_are_dropped_and_counted_and_crlf_works() -> None:
     stream = b"data: {not json\r\n\r\n" + content("ok").replace(b"\n", b"\r\n")
     out, reader = read(stream, 4, strip=True)
     assert reader.malformed == 1
-    assert b"{not json" in out
+    assert b"{not json" not in out
+    assert b'"ok"' in out
     assert reader.texts() == ["ok"]
 
 
