@@ -12,7 +12,7 @@ import msgspec
 
 from proxy.errors import GatewayError
 
-__all__ = ["RequestHead", "parse_head", "replace_fields", "with_stream_usage"]
+__all__ = ["RequestHead", "parse_head", "replace_fields", "require_json", "with_stream_usage"]
 
 
 class StreamOptions(msgspec.Struct, kw_only=True):
@@ -65,6 +65,20 @@ def parse_head(body: bytes) -> RequestHead:
             param="model",
         )
     return head
+
+
+def require_json(content_type: str | None) -> None:
+    """415 for a body declared as anything but JSON (an undeclared body is read as JSON)."""
+    if not content_type:
+        return
+    media = content_type.partition(";")[0].strip().lower()
+    if media == "application/json" or media.endswith("+json"):
+        return
+    raise GatewayError(
+        "unsupported_media_type",
+        f"Unsupported Content-Type '{media[:64]}': send the request body as application/json.",
+        code="unsupported_media_type",
+    )
 
 
 def replace_fields(body: bytes, **fields: Any) -> bytes:

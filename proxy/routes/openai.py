@@ -13,7 +13,7 @@ from litestar.response import Stream
 from proxy.errors import GatewayError
 from proxy.metered_call import MeteredCall
 from proxy.relay import open_stream, relay_stream
-from proxy.request_head import parse_head, replace_fields
+from proxy.request_head import parse_head, replace_fields, require_json
 from proxy.state import Gateway
 from proxy.surfaces import CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES, Surface
 from proxy.upstream import send_upstream
@@ -26,6 +26,7 @@ async def _proxy(request: Request[Any, Any, Any], surface: Surface) -> Response[
     """Forward one request; its tokens are committed before the response's last byte."""
     gateway: Gateway = request.app.state.gateway
     key = await gateway.auth.authenticate(request.headers.get("authorization"))
+    require_json(request.headers.get("content-type"))
     body = await request.body()
     head = parse_head(body)
     if head.stream and not surface.streams:

@@ -13,8 +13,10 @@ import pytest
 from config import Settings, load_settings
 from metering.store.sqlite import SQLiteStore
 from proxy.app import ROLLUP_EXTRA_KEYS, create_app, sqlite_path
+from proxy.auth import KeyAuthenticator
 from proxy.background import BackgroundServer
 from proxy.key_admin import issue_key
+from proxy.keys import hash_key
 from proxy.simulator import SimulatorServer
 from proxy.simulator.config import SimulatorConfig
 from proxy.state import system_clock
@@ -61,6 +63,21 @@ class LocalGateway:
         # Its own loop in its own thread: callable from sync and async tests alike.
         with ThreadPoolExecutor(1) as pool:
             return pool.submit(asyncio.run, mint()).result()
+
+    def revoke(self, secret: str) -> None:
+        """Revoke a key in the store (what ``keys revoke`` does from another process)."""
+
+        async def revoke() -> None:
+            store = SQLiteStore(self.db, rollup_extra_keys=ROLLUP_EXTRA_KEYS)
+            await store.open()
+            try:
+                record = await store.get_key(key_hash=hash_key(secret))
+                await KeyAuthenticator(store).revoke(record.id, system_clock())
+            finally:
+                await store.close()
+
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, revoke()).result()
 
     def event_count(self) -> int:
         """How many events the store holds."""
