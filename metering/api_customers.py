@@ -17,7 +17,13 @@ import msgspec
 from metering.errors import ValidationFailed
 from metering.models import Customer
 
-__all__ = ["build_customer", "known_currency", "valid_timezone", "validate_customer"]
+__all__ = [
+    "CUSTOMER_FIELDS",
+    "build_customer",
+    "known_currency",
+    "valid_timezone",
+    "validate_customer",
+]
 
 # ISO 4217 active currency codes (funds, metals and test codes left out).
 _ISO_4217 = """
@@ -33,6 +39,44 @@ _ISO_4217 = """
 _CURRENCIES = frozenset(_ISO_4217.split())
 #: The optional text fields tallygate keeps on a customer.
 _TEXT_FIELDS = ("name", "email")
+#: Every field of Lago's customer input (``lago-python-client``'s ``Customer`` model sends them
+#: all, mostly null); those tallygate does not keep are accepted and dropped, as Lago drops
+#: them when unset. Any other key is an ``unknown_field`` issue (a typo, not a Lago client).
+CUSTOMER_FIELDS = frozenset(
+    [
+        "external_id",
+        "address_line1",
+        "address_line2",
+        "city",
+        "country",
+        "currency",
+        "email",
+        "legal_name",
+        "legal_number",
+        "net_payment_term",
+        "tax_identification_number",
+        "logo_url",
+        "name",
+        "firstname",
+        "lastname",
+        "customer_type",
+        "phone",
+        "state",
+        "timezone",
+        "url",
+        "zipcode",
+        "metadata",
+        "finalize_zero_amount_invoice",
+        "billing_configuration",
+        "shipping_address",
+        "integration_customers",
+        "tax_codes",
+        "skip_invoice_custom_sections",
+        "invoice_custom_section_codes",
+        "billing_entity_code",
+        "account_type",
+    ]
+)
 
 
 @cache
@@ -53,6 +97,8 @@ def known_currency(code: str) -> bool:
 def validate_customer(raw: Mapping[str, Any]) -> dict[str, list[str]]:
     """Every problem of a customer input, Lago-style; empty when it is acceptable."""
     issues: dict[str, list[str]] = {}
+    for key in sorted(set(raw) - CUSTOMER_FIELDS):
+        issues[key] = ["unknown_field"]
     external_id = raw.get("external_id")
     if not isinstance(external_id, str) or not external_id.strip():
         issues["external_id"] = ["value_is_mandatory"]

@@ -21,6 +21,7 @@ from proxy.auth import KeyAuthenticator
 from proxy.catalog import ensure_default_catalog
 from proxy.errors import exception_handlers
 from proxy.lago import lago_router
+from proxy.lago.openapi import document_admin_api
 from proxy.request_id import ensure_request_id
 from proxy.routes import openai as openai_routes
 from proxy.routes.health import healthz, readyz
@@ -115,7 +116,7 @@ def create_app(
             await writer.stop()
             await store.close()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[healthz, readyz, *openai_routes.ROUTES, key_usage, lago_router()],
         lifespan=[lifespan],
         exception_handlers=exception_handlers(),
@@ -127,3 +128,5 @@ def create_app(
         # would replace the root logger's handlers of whatever process embeds the app.
         logging_config=None,
     )
+    document_admin_api(app.openapi_schema)  # what the Lago handlers read by hand
+    return app

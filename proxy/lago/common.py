@@ -31,6 +31,8 @@ __all__ = [
 
 #: Lago's largest page; asking for more gets this many.
 MAX_PER_PAGE = 100
+#: Pages past any real listing (and past SQLite's integers) are all the same empty page.
+_MAX_PAGE = 2**31
 # Property values keep their text: 12.0 stays "12.0" (Lago compares values as text).
 _BODY_DECODER = msgspec.json.Decoder(float_hook=Decimal)
 
@@ -77,7 +79,7 @@ def pagination(request: Request[Any, Any, Any]) -> tuple[int, int]:
         except ValueError:
             return default
 
-    return number("page", 1), min(number("per_page", 20), MAX_PER_PAGE)
+    return min(number("page", 1), _MAX_PAGE), min(number("per_page", 20), MAX_PER_PAGE)
 
 
 def page_meta(page: Page[Any]) -> dict[str, Any]:
