@@ -11,6 +11,7 @@ because entries are re-read from the store after that long.
 from __future__ import annotations
 
 import hmac
+import logging
 import time
 from datetime import datetime
 
@@ -20,9 +21,12 @@ from metering.errors import NotFound
 from metering.models import ApiKey
 from metering.ports import Store
 from proxy.errors import GatewayError
-from proxy.keys import KEY_PREFIX, bearer_token, hash_key
+from proxy.keys import KEY_PREFIX, bearer_token, display_prefix, hash_key
 
 __all__ = ["KeyAuthenticator"]
+
+# Refusals are logged with the presented key's display prefix only, never the key itself.
+log = logging.getLogger("tallygate.auth")
 
 _MISSING = (
     "You didn't provide an API key. Send your tallygate key (tg-...) as "
@@ -57,9 +61,11 @@ class KeyAuthenticator:
                 key = await self._store.get_key(key_hash=digest)
             except NotFound:
                 self._cache.pop(digest, None)
+                log.info("refused an unknown key %s...", display_prefix(token))
                 raise GatewayError("unauthorized", _INVALID, code="invalid_api_key") from None
             self._cache[digest] = (key, now + self._ttl)
         if not hmac.compare_digest(key.key_hash, digest) or not key.active:
+            log.warning("refused revoked key %s (%s)", key.id, key.prefix)
             raise GatewayError("unauthorized", _INVALID, code="invalid_api_key")
         return key
 

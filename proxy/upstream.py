@@ -7,6 +7,7 @@ The upstream URL and key come only from the settings, never from the request. Th
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 
 import httpx
@@ -140,6 +141,8 @@ def upstream_error(route: Route, exc: httpx.HTTPError) -> GatewayError:
     )
 
 
+log = logging.getLogger("tallygate.upstream")
+
 #: Answers that mean "nothing was done, try again" (a gateway or overload in front of the model).
 RETRIED_STATUSES = frozenset({502, 503, 504})
 # Failures before the request reached the upstream: it produced nothing, so a retry is safe.
@@ -152,8 +155,9 @@ async def send_upstream(
     """Send ``request``, retrying up to ``retries`` times what produced nothing: a failed or
     timed-out connection, or a 502/503/504 answer. Nothing has reached the client yet when this
     returns, so a retry can never duplicate output; read timeouts and failures after the answer
-    began are never retried (the upstream may have generated tokens). Transport failures
-    become a client-safe :class:`GatewayError`; the last answer, even a 5xx, is returned.
+    began are never retried (the upstream may have generated tokens). Transport failures and
+    a 401 (the gateway's own key refused) become a client-safe :class:`GatewayError`; any other
+    last answer, even a 5xx, is returned.
     """
     upstream = route.upstream
     for attempt in range(upstream.retries + 1):
@@ -166,6 +170,17 @@ async def send_upstream(
         except httpx.HTTPError as exc:
             raise upstream_error(route, exc) from None
         else:
+            if response.status_code == 401:
+                # The gateway's own credentials were refused: a misconfiguration to report to
+                # the operator, not the client (whose key was fine), and the upstream's message
+                # may quote part of the key.
+                await response.aclose()
+                log.error("upstream %r refused the gateway's API key (401)", route.upstream_name)
+                raise GatewayError(
+                    "upstream_unavailable",
+                    f"The upstream '{route.upstream_name}' refused the gateway's credentials.",
+                    code="upstream_auth_failed",
+                )
             if last or response.status_code not in RETRIED_STATUSES:
                 return response
             await response.aclose()

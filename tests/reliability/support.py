@@ -73,6 +73,7 @@ def child_env() -> dict[str, str]:
     """This process's environment without tallygate's variables, plus the two secrets."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TALLYGATE_")}
     env["SIM_UPSTREAM_KEY"] = UPSTREAM_KEY
+    env["WRONG_UPSTREAM_KEY"] = "sk-wrong-0123456789abcdef"
     env["TALLYGATE_ADMIN_KEY"] = ADMIN_KEY
     env["PYTHONUNBUFFERED"] = "1"
     return env
