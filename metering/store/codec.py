@@ -9,11 +9,21 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 
-__all__ = ["JsonCodec", "from_micros", "to_micros"]
+from metering.models import Event
+
+__all__ = [
+    "EventRow",
+    "JsonCodec",
+    "Row",
+    "event_from_row",
+    "event_row",
+    "from_micros",
+    "to_micros",
+]
 
 T = TypeVar("T")
 
@@ -62,3 +72,44 @@ class JsonCodec:
     def decode_properties(self, data: bytes | str) -> dict[str, Any]:
         """An event's properties dict from its stored JSON."""
         return self._properties.decode(data)
+
+
+#: An event as both adapters store it: (transaction_id, external_subscription_id, code,
+#: timestamp us, created_at us, id, properties JSON, precise_total_amount_cents).
+EventRow = tuple[str, str, str, int, int, str, str, str | None]
+
+
+def event_row(event: Event, codec: JsonCodec) -> EventRow:
+    """The stored columns of one event (encoded before any transaction starts)."""
+    return (
+        event.transaction_id,
+        event.external_subscription_id,
+        event.code,
+        to_micros(event.timestamp),
+        to_micros(event.created_at),
+        event.id,
+        codec.encode_text(event.properties),
+        event.precise_total_amount_cents,
+    )
+
+
+class Row(Protocol):
+    """A selected row by position: a tuple, or a driver's record type."""
+
+    def __getitem__(self, index: int, /) -> Any:
+        """The column at ``index``."""
+
+
+def event_from_row(row: Row, codec: JsonCodec) -> Event:
+    """The event of a row selected as (id, transaction_id, external_subscription_id, code,
+    ts, properties, created_us, precise_total_amount_cents)."""
+    return Event(
+        id=row[0],
+        transaction_id=row[1],
+        external_subscription_id=row[2],
+        code=row[3],
+        timestamp=from_micros(row[4]),
+        properties=codec.decode_properties(row[5]),
+        created_at=from_micros(row[6]),
+        precise_total_amount_cents=row[7],
+    )

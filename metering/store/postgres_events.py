@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 from metering.models import Event
 from metering.ports import BatchResult, DuplicatePolicy, EventBatch
-from metering.store.codec import JsonCodec, to_micros
+from metering.store.codec import JsonCodec, event_row
 from metering.store.folding import GroupFolder
 from metering.store.postgres_schema import SPEC_LOCK, Conn, lock_sql
 from metering.store.rollups import (
@@ -72,22 +72,6 @@ ON CONFLICT (code, external_subscription_id, grain, bucket, dims) DO UPDATE SET
   total = r.total + excluded.total,
   maximum = GREATEST(r.maximum, excluded.maximum)
 """
-
-_EventRow = tuple[str, str, str, int, int, str, str, str | None]
-
-
-def _row(event: Event, codec: JsonCodec) -> _EventRow:
-    return (
-        event.transaction_id,
-        event.external_subscription_id,
-        event.code,
-        to_micros(event.timestamp),
-        to_micros(event.created_at),
-        event.id,
-        codec.encode_text(event.properties),
-        event.precise_total_amount_cents,
-    )
-
 
 _EVENT_FIELDS = ("t", "s", "c", "ts", "cr", "i", "p", "a")
 _ROLLUP_FIELDS = ("c", "s", "g", "b", "d", "e", "ne", "t", "m")
@@ -150,7 +134,7 @@ async def write_group(
             first.setdefault(_identity(event), event)
     inserted: set[Identity] = set()
     if first:
-        rows = [(*_row(event, codec), n) for n, event in enumerate(first.values())]
+        rows = [(*event_row(event, codec), n) for n, event in enumerate(first.values())]
         returned = await conn.fetch(_INSERT_EVENTS, _recordset(rows, (*_EVENT_FIELDS, "n"), codec))
         inserted = {(row[0], row[1]) for row in returned}
     results, stored = _outcome(batches, set(first) - inserted)
@@ -159,7 +143,7 @@ async def write_group(
         if winner is None:  # only a rejected batch had it
             await conn.execute(_DELETE_EVENT, *key)
         elif winner is not first[key]:  # a rejected batch's copy went in first
-            await conn.execute(_REPLACE_EVENT, *_row(winner, codec))
+            await conn.execute(_REPLACE_EVENT, *event_row(winner, codec))
     await upsert_rollups(conn, rollup_deltas(stored.values(), specs), codec)
     return results, specs
 

@@ -16,7 +16,7 @@ import msgspec
 from metering.errors import NotFound
 from metering.models import Event
 from metering.ports import AggregateQuery, GroupAggregate
-from metering.store.codec import JsonCodec, from_micros, to_micros
+from metering.store.codec import JsonCodec, event_from_row, to_micros
 from metering.store.folding import GroupFolder, group_results
 from metering.store.postgres_schema import Conn
 from metering.store.rollups import RollupSpec, decode_spec, event_value, group_values, split_range
@@ -137,19 +137,6 @@ def _fold_split(
     return group_results(folder)
 
 
-def _event(row: asyncpg.Record, codec: JsonCodec) -> Event:
-    return Event(
-        id=row[0],
-        transaction_id=row[1],
-        external_subscription_id=row[2],
-        code=row[3],
-        timestamp=from_micros(row[4]),
-        properties=codec.decode_properties(row[5]),
-        created_at=from_micros(row[6]),
-        precise_total_amount_cents=row[7],
-    )
-
-
 async def list_events(
     conn: Conn,
     codec: JsonCodec,
@@ -168,7 +155,7 @@ async def list_events(
     rows = await conn.fetch(
         sql, external_subscription_id, code, _MIN_TS if low is None else low, high
     )
-    return [_event(row, codec) for row in rows]
+    return [event_from_row(row, codec) for row in rows]
 
 
 async def get_event(
@@ -187,4 +174,4 @@ async def get_event(
     row = await conn.fetchrow(sql + " ORDER BY seq LIMIT 1", *params)
     if row is None:
         raise NotFound("event")
-    return _event(row, codec)
+    return event_from_row(row, codec)

@@ -16,7 +16,7 @@ import msgspec
 
 from metering.models import Event
 from metering.ports import BatchResult, DuplicatePolicy, EventBatch
-from metering.store.codec import JsonCodec, to_micros
+from metering.store.codec import EventRow, JsonCodec, event_row
 from metering.store.folding import GroupFolder, Number, exact_context
 from metering.store.rollups import RollupKey, RollupSpec, add_to_rollups, coarser
 
@@ -69,7 +69,7 @@ ON CONFLICT (code, external_subscription_id, grain, bucket, dims) DO UPDATE SET
 """
 
 
-EventParams = tuple[str, str, str, int, int, str, str, str | None]
+EventParams = EventRow
 
 #: A decimal as stored in a rollup column: INTEGER when small and whole, else TEXT.
 StoredDecimal = int | str
@@ -108,16 +108,7 @@ def decimal_functions() -> tuple[
 
 def event_params(event: Event, codec: JsonCodec) -> EventParams:
     """The INSERT parameters of one event (encoded before the transaction starts)."""
-    return (
-        event.transaction_id,
-        event.external_subscription_id,
-        event.code,
-        to_micros(event.timestamp),
-        to_micros(event.created_at),
-        event.id,
-        codec.encode_text(event.properties),
-        event.precise_total_amount_cents,
-    )
+    return event_row(event, codec)
 
 
 def _insert(db: sqlite3.Connection, params: Sequence[EventParams]) -> set[tuple[str, str]]:

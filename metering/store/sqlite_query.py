@@ -14,7 +14,7 @@ import msgspec
 from metering.errors import NotFound
 from metering.models import Event
 from metering.ports import AggregateQuery, GroupAggregate
-from metering.store.codec import JsonCodec, from_micros, to_micros
+from metering.store.codec import JsonCodec, event_from_row, to_micros
 from metering.store.folding import GroupFolder, Number, exact_context, group_results
 from metering.store.rollups import HOUR_US, RollupSpec, event_value, group_values, split_range
 from metering.store.sqlite_events import decode_spec
@@ -172,19 +172,6 @@ def _fold_split(
     return group_results(folder)
 
 
-def _event(row: Sequence[Any], codec: JsonCodec) -> Event:
-    return Event(
-        id=row[0],
-        transaction_id=row[1],
-        external_subscription_id=row[2],
-        code=row[3],
-        timestamp=from_micros(row[4]),
-        properties=codec.decode_properties(row[5]),
-        created_at=from_micros(row[6]),
-        precise_total_amount_cents=row[7],
-    )
-
-
 async def list_events(
     conn: aiosqlite.Connection,
     codec: JsonCodec,
@@ -201,7 +188,7 @@ async def list_events(
         "ORDER BY ts, created_us, seq"
     )
     params = (external_subscription_id, code, _MIN_TS if low is None else low, high)
-    return [_event(row, codec) for row in await conn.execute_fetchall(sql, params)]
+    return [event_from_row(row, codec) for row in await conn.execute_fetchall(sql, params)]
 
 
 async def get_event(
@@ -220,4 +207,4 @@ async def get_event(
     rows = list(await conn.execute_fetchall(sql + " ORDER BY seq LIMIT 1", params))
     if not rows:
         raise NotFound("event")
-    return _event(rows[0], codec)
+    return event_from_row(rows[0], codec)
