@@ -21,13 +21,11 @@ from metering.store.folding import GroupFolder, Number, exact_context
 from metering.store.rollups import RollupKey, RollupSpec, add_to_rollups, coarser
 
 __all__ = [
-    "EventParams",
     "StoredDecimal",
     "add_rollups",
     "changed_specs",
     "decimal_functions",
     "decode_spec",
-    "event_params",
     "load_specs",
     "rebuild_rollups",
     "stored_params",
@@ -69,8 +67,6 @@ ON CONFLICT (code, external_subscription_id, grain, bucket, dims) DO UPDATE SET
 """
 
 
-EventParams = EventRow
-
 #: A decimal as stored in a rollup column: INTEGER when small and whole, else TEXT.
 StoredDecimal = int | str
 
@@ -106,12 +102,7 @@ def decimal_functions() -> tuple[
     return decimal_add, decimal_max
 
 
-def event_params(event: Event, codec: JsonCodec) -> EventParams:
-    """The INSERT parameters of one event (encoded before the transaction starts)."""
-    return event_row(event, codec)
-
-
-def _insert(db: sqlite3.Connection, params: Sequence[EventParams]) -> set[tuple[str, str]]:
+def _insert(db: sqlite3.Connection, params: Sequence[EventRow]) -> set[tuple[str, str]]:
     """Insert what the constraint allows; the (transaction, subscription) keys inserted."""
     inserted: set[tuple[str, str]] = set()
     for start in range(0, len(params), _CHUNK):
@@ -127,7 +118,7 @@ def _insert(db: sqlite3.Connection, params: Sequence[EventParams]) -> set[tuple[
 
 
 def write_batch(
-    db: sqlite3.Connection, batch: EventBatch, params: Sequence[EventParams], name: str
+    db: sqlite3.Connection, batch: EventBatch, params: Sequence[EventRow], name: str
 ) -> tuple[BatchResult, list[Event]]:
     """Store one batch atomically inside the open transaction; returns the events stored.
 
@@ -235,6 +226,6 @@ def changed_specs(
     return changes
 
 
-def stored_params(batches: Iterable[EventBatch], codec: JsonCodec) -> list[list[EventParams]]:
+def stored_params(batches: Iterable[EventBatch], codec: JsonCodec) -> list[list[EventRow]]:
     """Encode every batch's rows up front, so the write lock is held for SQL only."""
-    return [[event_params(event, codec) for event in batch.events] for batch in batches]
+    return [[event_row(event, codec) for event in batch.events] for batch in batches]
