@@ -19,7 +19,14 @@ from metering.ports import AggregateQuery, GroupAggregate
 from metering.store.codec import JsonCodec, event_from_row, to_micros
 from metering.store.folding import GroupFolder, group_results
 from metering.store.postgres_schema import Conn
-from metering.store.rollups import RollupSpec, decode_spec, event_value, group_values, split_range
+from metering.store.rollups import (
+    DimsProjection,
+    RollupSpec,
+    decode_spec,
+    event_value,
+    group_values,
+    split_range,
+)
 
 __all__ = ["aggregate", "get_event", "list_events"]
 
@@ -114,16 +121,12 @@ async def aggregate(
 def _fold_split(
     rows: Sequence[asyncpg.Record], query: AggregateQuery, spec: RollupSpec, codec: JsonCodec
 ) -> list[GroupAggregate]:
-    positions = [spec.keys.index(key) for key in query.group_keys]
+    project = DimsProjection(spec, query.group_keys)
     with_numbers = query.field_name is not None
     folder: GroupFolder[tuple[str | None, ...]] = GroupFolder()
-    projected: dict[str, tuple[str | None, ...]] = {}  # dims repeat across hours: decode once
     for kind, text, _, events, numeric_events, total, maximum in rows:
         if kind == 0:
-            group = projected.get(text)
-            if group is None:
-                dims = msgspec.json.decode(text, type=tuple[str | None, ...])
-                group = projected[text] = tuple(dims[i] for i in positions)
+            group = project(text)
             if with_numbers:
                 folder.add_partial(group, events, numeric_events, total, maximum)
             else:

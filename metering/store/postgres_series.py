@@ -18,6 +18,7 @@ from metering.store.codec import JsonCodec, to_micros
 from metering.store.folding import GroupFolder
 from metering.store.postgres_schema import Conn
 from metering.store.rollups import (
+    DimsProjection,
     RollupSpec,
     bucket_start,
     decode_spec,
@@ -114,16 +115,12 @@ def _fold(
     grain: int,
     codec: JsonCodec,
 ) -> list[WindowAggregate]:
-    positions = [spec.keys.index(key) for key in query.group_keys]
+    project = DimsProjection(spec, query.group_keys)
     with_numbers = query.field_name is not None
     folder: GroupFolder[SeriesKey] = GroupFolder()
-    projected: dict[str, tuple[str | None, ...]] = {}  # dims repeat across buckets: decode once
     for kind, moment, text, _, events, numeric_events, total, maximum in rows:
         if kind == 0:
-            group = projected.get(text)
-            if group is None:
-                dims = msgspec.json.decode(text, type=tuple[str | None, ...])
-                group = projected[text] = tuple(dims[i] for i in positions)
+            group = project(text)
             key = (bucket_start(moment, grain), group)
             if with_numbers:
                 folder.add_partial(key, events, numeric_events, total, maximum)

@@ -30,6 +30,7 @@ __all__ = [
     "GRAINS",
     "HOUR_US",
     "MONTH",
+    "DimsProjection",
     "RollupKey",
     "RollupSpec",
     "Split",
@@ -175,6 +176,25 @@ def event_value(properties: Mapping[str, Any], field_name: str | None) -> Number
 def group_values(properties: Mapping[str, Any], keys: Sequence[str]) -> tuple[str | None, ...]:
     """The property texts of ``keys`` (``None`` when a property is absent or null)."""
     return tuple(property_text(properties.get(key)) for key in keys)
+
+
+class DimsProjection:
+    """Turns a rollup row's ``dims`` JSON into the query's group values.
+
+    Many rows share a dims text (one per bucket), so each distinct text is decoded once.
+    """
+
+    def __init__(self, spec: RollupSpec, group_keys: Sequence[str]) -> None:
+        self._positions = [spec.keys.index(key) for key in group_keys]
+        self._seen: dict[str, tuple[str | None, ...]] = {}
+
+    def __call__(self, dims: str) -> tuple[str | None, ...]:
+        """The values of the group keys held in ``dims``, in the query's order."""
+        group = self._seen.get(dims)
+        if group is None:
+            values = msgspec.json.decode(dims, type=tuple[str | None, ...])
+            group = self._seen[dims] = tuple(values[i] for i in self._positions)
+        return group
 
 
 def encode_dims(values: tuple[str | None, ...]) -> str:

@@ -9,14 +9,20 @@ from decimal import Decimal
 from typing import Any
 
 import aiosqlite
-import msgspec
 
 from metering.errors import NotFound
 from metering.models import Event
 from metering.ports import AggregateQuery, GroupAggregate
 from metering.store.codec import JsonCodec, event_from_row, to_micros
 from metering.store.folding import GroupFolder, Number, exact_context, group_results
-from metering.store.rollups import HOUR_US, RollupSpec, event_value, group_values, split_range
+from metering.store.rollups import (
+    HOUR_US,
+    DimsProjection,
+    RollupSpec,
+    event_value,
+    group_values,
+    split_range,
+)
 from metering.store.sqlite_events import decode_spec
 
 __all__ = ["aggregate", "get_event", "list_events"]
@@ -142,17 +148,13 @@ def _highest(number: int | None, texts: str | None) -> Number | None:
 def _fold_split(
     rows: Sequence[Any], query: AggregateQuery, spec: RollupSpec, codec: JsonCodec
 ) -> list[GroupAggregate]:
-    positions = [spec.keys.index(key) for key in query.group_keys]
+    project = DimsProjection(spec, query.group_keys)
     with_numbers = query.field_name is not None
     ctx = exact_context()
     folder: GroupFolder[tuple[str | None, ...]] = GroupFolder()
-    projected: dict[str, tuple[str | None, ...]] = {}  # dims repeat across ranges: decode once
     for kind, text, events, numeric_events, total, totals, maximum, maxima in rows:
         if kind == 0:
-            group = projected.get(text)
-            if group is None:
-                dims = msgspec.json.decode(text, type=tuple[str | None, ...])
-                group = projected[text] = tuple(dims[i] for i in positions)
+            group = project(text)
             if with_numbers:
                 folder.add_partial(
                     group,

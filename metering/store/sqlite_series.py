@@ -13,12 +13,17 @@ from decimal import Decimal
 from typing import Any
 
 import aiosqlite
-import msgspec
 
 from metering.ports import AggregateQuery, Window, WindowAggregate
 from metering.store.codec import JsonCodec, to_micros
 from metering.store.folding import GroupFolder
-from metering.store.rollups import RollupSpec, bucket_start, event_value, group_values
+from metering.store.rollups import (
+    DimsProjection,
+    RollupSpec,
+    bucket_start,
+    event_value,
+    group_values,
+)
 from metering.store.series import SeriesKey, series_results, series_split, window_micros
 from metering.store.sqlite_events import decode_spec
 
@@ -97,16 +102,12 @@ async def aggregate_series(
 def _fold(
     rows: Sequence[Any], query: AggregateQuery, spec: RollupSpec, grain: int, codec: JsonCodec
 ) -> list[WindowAggregate]:
-    positions = [spec.keys.index(key) for key in query.group_keys]
+    project = DimsProjection(spec, query.group_keys)
     with_numbers = query.field_name is not None
     folder: GroupFolder[SeriesKey] = GroupFolder()
-    projected: dict[str, tuple[str | None, ...]] = {}  # dims repeat across buckets: decode once
     for kind, moment, text, events, numeric_events, total, maximum in rows:
         if kind == 0:
-            group = projected.get(text)
-            if group is None:
-                dims = msgspec.json.decode(text, type=tuple[str | None, ...])
-                group = projected[text] = tuple(dims[i] for i in positions)
+            group = project(text)
             key = (bucket_start(moment, grain), group)
             if with_numbers:
                 # INTEGER columns come back as int and stay on the fold's int fast path;
