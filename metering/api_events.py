@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
-from typing import Any
+from typing import Any, cast
 
 from metering.errors import ValidationFailed
 from metering.models import Event
@@ -48,10 +48,25 @@ def parse_timestamp(value: Any, *, received_at: datetime) -> datetime:
     """
     if value is None:
         return received_at
-    if isinstance(value, bool):
-        raise ValueError("timestamp must be Unix seconds")
+    try:
+        return _EPOCH + timedelta(0, 0, _micros(value))
+    except OverflowError:
+        raise ValueError("timestamp out of range") from None
+
+
+def _micros(value: Any) -> int:
+    """Unix seconds as integer microseconds (half-even); ValueError unless numeric."""
+    # The API decoder yields Decimal for JSON fractions and int for whole numbers: exact type
+    # tests first (bool is an int subclass, so it must never reach the int shortcut).
+    kind = type(value)
+    if kind is int:
+        return value * 1_000_000  # type: ignore[no-any-return]
     seconds: Decimal
-    if isinstance(value, int):
+    if kind is Decimal:
+        seconds = value
+    elif isinstance(value, bool):
+        raise ValueError("timestamp must be Unix seconds")
+    elif isinstance(value, int):
         seconds = Decimal(value)
     elif isinstance(value, float):
         seconds = Decimal(repr(value))
@@ -67,9 +82,8 @@ def parse_timestamp(value: Any, *, received_at: datetime) -> datetime:
     if not seconds.is_finite():
         raise ValueError("timestamp must be finite")
     try:
-        micros = int(seconds.quantize(_MICRO, rounding=ROUND_HALF_EVEN).scaleb(6))
-        return _EPOCH + timedelta(microseconds=micros)
-    except (OverflowError, InvalidOperation):
+        return int(seconds.quantize(_MICRO, ROUND_HALF_EVEN).scaleb(6))
+    except InvalidOperation:
         raise ValueError("timestamp out of range") from None
 
 
@@ -145,6 +159,62 @@ def _parse(raw: Any, *, id: str, now: datetime) -> tuple[Event | None, dict[str,
     return event, issues
 
 
+def _plain(raw: Any, id: str, now: datetime) -> Event | None:
+    """The record of an input in the shape clients send, or ``None`` to take :func:`_parse`.
+
+    The common case only (a dict, text identifiers, a dict or no properties, no amount, a
+    timestamp that is absent, an int or a JSON fraction): the same record as :func:`_parse`
+    at about half its cost, since the batch API runs this for every event. Anything else,
+    valid or not, goes the general way, which alone decides what is an issue.
+    """
+    if type(raw) is not dict:
+        return None
+    get = raw.get
+    transaction_id = get("transaction_id")
+    code = get("code")
+    subscription = get("external_subscription_id")
+    properties = get("properties")
+    if (
+        type(transaction_id) is not str
+        or type(code) is not str
+        or not transaction_id.strip()
+        or not code.strip()
+        or get("precise_total_amount_cents") is not None
+    ):
+        return None
+    if subscription is None:
+        subscription = ""
+    elif type(subscription) is not str or not subscription.strip():
+        return None
+    if properties is None:
+        properties = {}
+    elif type(properties) is dict:
+        properties = properties.copy()
+    else:
+        return None
+    value = get("timestamp")
+    kind = type(value)
+    if value is None:
+        timestamp = now
+    elif kind is int or kind is Decimal:
+        try:
+            timestamp = parse_timestamp(value, received_at=now)
+        except ValueError:
+            return None
+    else:
+        return None
+    return Event(
+        id=id,
+        transaction_id=transaction_id,
+        external_subscription_id=subscription,
+        code=code,
+        timestamp=timestamp,
+        properties=properties,
+        created_at=now,
+        precise_total_amount_cents=None,
+    )
+
+
 def validate_event(raw: Any) -> dict[str, list[str]]:
     """Every problem of one event input, Lago-style; empty when the event is acceptable."""
     return _parse(raw, id="", now=_EPOCH)[1]
@@ -207,7 +277,15 @@ def build_events(raw: Any, *, ids: Sequence[str], now: datetime) -> tuple[Event,
 
     Validation and building are one pass: the batch API's hot path reads each input once.
     """
-    events, issues = _parse_batch(raw, ids=ids, now=now)
+    if type(raw) is list and 0 < len(raw) <= MAX_BATCH_EVENTS and len(ids) >= len(raw):
+        plain = [_plain(item, ids[index], now) for index, item in enumerate(raw)]
+        if None not in plain:
+            events = cast("list[Event]", plain)
+            identities = {(e.external_subscription_id, e.transaction_id) for e in events}
+            if len(identities) == len(events):
+                return tuple(events)
+    # Something is unusual or wrong: the general pass builds the batch or lists every issue.
+    events_, issues = _parse_batch(raw, ids=ids, now=now)
     if issues:
         raise ValidationFailed(issues)
-    return events
+    return events_

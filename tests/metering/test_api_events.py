@@ -7,6 +7,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from metering.api_events import (
     MAX_BATCH_EVENTS,
@@ -152,3 +154,66 @@ def test_build_events_in_order() -> None:
     with pytest.raises(ValidationFailed) as error:
         build_events([_raw("a"), _raw("a")], ids=["1", "2"], now=NOW)
     assert error.value.issues == {"1": {"transaction_id": ["value_already_exist"]}}
+
+
+# Inputs as JSON decodes them (Decimal for fractions), usual and unusual: the batch path's
+# shortcut for the usual shape must agree with the general rules on every one of them.
+_odd_ids = st.sampled_from([" ", "", None, True, 3, -1])
+_timestamps = st.one_of(
+    st.none(),
+    st.integers(-(10**12), 10**12),
+    st.decimals(allow_nan=False, allow_infinity=False, places=7).filter(lambda d: abs(d) < 10**11),
+    st.sampled_from(["1651240791.5", "x", True, 1.5, Decimal("1E+3"), Decimal("-0.0000005")]),
+)
+_properties = st.one_of(
+    st.none(),
+    st.dictionaries(st.sampled_from(["a", "b"]), st.integers() | st.decimals(places=2)),
+    st.just([1]),
+)
+_usual = st.fixed_dictionaries(
+    {
+        "transaction_id": st.text(min_size=1, max_size=3) | _odd_ids,
+        "code": st.just("c") | _odd_ids,
+    },
+    optional={
+        "external_subscription_id": st.sampled_from(["s", "s2"]) | _odd_ids,
+        "timestamp": _timestamps,
+        "properties": _properties,
+        "precise_total_amount_cents": st.sampled_from([None, Decimal("1.5"), "x", 3]),
+    },
+)
+_inputs = _usual | st.sampled_from(["event", None, 3, {}])
+# Valid events in the shapes clients send (duplicates happen when the ids collide).
+_clean = st.fixed_dictionaries(
+    {"transaction_id": st.text(min_size=1, max_size=2).filter(str.strip), "code": st.just("c")},
+    optional={
+        "external_subscription_id": st.sampled_from(["s", "s2", None]),
+        "timestamp": st.none()
+        | st.integers(0, 2 * 10**9)
+        | st.decimals(0, 2 * 10**9, places=6)
+        | st.decimals(0, 2 * 10**9, places=8),
+        "properties": st.none()
+        | st.dictionaries(st.sampled_from(["a", "b"]), st.integers() | st.decimals(places=2)),
+        "precise_total_amount_cents": st.sampled_from([None, Decimal("1.5"), "2", 3]),
+    },
+)
+
+
+@given(st.lists(_inputs, max_size=6) | st.lists(_clean, min_size=1, max_size=8))
+def test_build_events_agrees_with_the_general_rules(raw: list[Any]) -> None:
+    ids = [f"id-{i}" for i in range(len(raw))]
+    issues = validate_batch(raw)
+    if issues:
+        with pytest.raises(ValidationFailed) as error:
+            build_events(raw, ids=ids, now=NOW)
+        assert error.value.issues == issues
+        return
+    events = build_events(raw, ids=ids, now=NOW)
+    assert events == tuple(build_event(r, id=i, now=NOW) for r, i in zip(raw, ids, strict=True))
+
+
+def test_build_events_copies_properties() -> None:
+    properties = {"tokens": 1}
+    (event,) = build_events([_raw(properties=properties)], ids=["e"], now=NOW)
+    properties["tokens"] = 2
+    assert event.properties == {"tokens": 1}
