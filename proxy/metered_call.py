@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -13,17 +12,13 @@ import msgspec
 
 from metering.models import ApiKey
 from metering.ports import DuplicatePolicy, EventBatch
+from proxy.ids import new_request_id
 from proxy.state import Gateway
 from proxy.surfaces import Surface
 from proxy.upstream import ROUTED_RESPONSE_HEADERS, Route
 from proxy.usage import TokenUsage, usage_events
 
-__all__ = ["MeteredCall", "new_request_id"]
-
-
-def new_request_id() -> str:
-    """tallygate's id of one proxied request (the events' transaction ids derive from it)."""
-    return f"req_{uuid.uuid4().hex}"
+__all__ = ["MeteredCall"]
 
 
 @dataclass(slots=True)

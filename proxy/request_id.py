@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from litestar.types import Message, Scope
 
-from proxy.metered_call import new_request_id
+from proxy.ids import new_request_id
 
 __all__ = ["ensure_request_id"]
 
