@@ -2,7 +2,8 @@
 
 Two connections to one WAL file: a writer, used under an asyncio lock so each write
 transaction (``BEGIN IMMEDIATE``) is alone on it, and a query-only reader, so reads never see
-a write in progress and never wait for one. ``synchronous=NORMAL``: a committed transaction
+a write in progress and never wait for one. A third connection checkpoints the WAL in the
+background (:mod:`~metering.store.sqlite_checkpoint`), so no commit waits for a disk flush. ``synchronous=NORMAL``: a committed transaction
 survives a killed process. Any ``sqlite3.OperationalError`` (locked, full, I/O) surfaces as
 :class:`~metering.errors.StoreUnavailable`.
 """
@@ -32,6 +33,7 @@ from metering.ports import (
 from metering.store import sqlite_query, sqlite_series
 from metering.store.codec import JsonCodec, to_micros
 from metering.store.rollups import RollupSpec, rollup_deltas, spec_for
+from metering.store.sqlite_checkpoint import Checkpointer
 from metering.store.sqlite_connection import (
     connect,
     rollback,
@@ -76,6 +78,7 @@ class SQLiteStore:
         self._codec = JsonCodec()
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
+        self._checkpointer: Checkpointer | None = None
         self._write_lock = asyncio.Lock()
         # code -> spec its rollups are built with; mirrors rollup_specs, changed under the lock.
         self._specs: dict[str, RollupSpec] = {}
@@ -103,6 +106,12 @@ class SQLiteStore:
                 self._reader = await connect(
                     self._path, busy_timeout_ms=self._busy_timeout_ms, query_only=True
                 )
+                self._checkpointer = Checkpointer(
+                    await connect(
+                        self._path, busy_timeout_ms=self._busy_timeout_ms, query_only=False
+                    )
+                )
+                self._checkpointer.start()
                 opened = True
             finally:
                 if not opened:
@@ -123,9 +132,11 @@ class SQLiteStore:
         await self._write(reconcile, after_commit=self._apply_specs)
 
     async def close(self) -> None:
-        """Close both connections (idempotent)."""
-        writer, reader = self._writer, self._reader
-        self._writer = self._reader = None
+        """Close the connections (idempotent), checkpointing the WAL first."""
+        writer, reader, checkpointer = self._writer, self._reader, self._checkpointer
+        self._writer = self._reader = self._checkpointer = None
+        if checkpointer is not None:
+            await checkpointer.stop()
         if reader is not None:
             await reader.close()
         if writer is not None:
@@ -142,6 +153,10 @@ class SQLiteStore:
         return list(rows) == [(1,)]
 
     # -- plumbing ----------------------------------------------------------------------------
+    def _wrote(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.wrote()
+
     def _apply_specs(self, changes: dict[str, RollupSpec | None]) -> None:
         for code, spec in changes.items():
             if spec is None:
@@ -176,6 +191,7 @@ class SQLiteStore:
                 finally:
                     if not committed:
                         await rollback(conn)
+            self._wrote()
             if after_commit is not None:
                 # Still under the lock: no other write can see the state before this update.
                 after_commit(result)
@@ -317,7 +333,9 @@ class SQLiteStore:
             if conn is None:
                 raise StoreUnavailable("sqlite store is not open")
             with unavailable():
-                return await transaction_in_thread(conn, write)
+                results = await transaction_in_thread(conn, write)
+            self._wrote()
+            return results
 
     async def get_event(
         self, *, transaction_id: str, external_subscription_id: str | None = None

@@ -82,6 +82,10 @@ async def connect(path: Path, *, busy_timeout_ms: int, query_only: bool) -> aios
         if query_only:
             await conn.execute("PRAGMA query_only = ON")
         else:
+            # Commits never checkpoint: the store's Checkpointer does it on its own connection.
+            # A WAL grown by a burst is cut back to 64 MiB when SQLite restarts it.
+            await conn.execute("PRAGMA wal_autocheckpoint = 0")
+            await conn.execute("PRAGMA journal_size_limit = 67108864")
             decimal_add, decimal_max = decimal_functions()
             await conn.create_function("decimal_add", 2, decimal_add, deterministic=True)
             await conn.create_function("decimal_max", 2, decimal_max, deterministic=True)

@@ -130,6 +130,34 @@ async def test_closed_store_is_unavailable(db: Path) -> None:
         await store.write_batches([])
 
 
+def events_in_main_file(path: Path) -> int:
+    """Events in the database file itself: ``immutable=1`` makes SQLite ignore the WAL."""
+    conn = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+    try:
+        (count,) = conn.execute("SELECT count(*) FROM events").fetchone()
+    finally:
+        conn.close()
+    return int(count)
+
+
+async def test_background_checkpoints_copy_commits_into_the_database_file(db: Path) -> None:
+    async with opened(db) as store:
+        await store.put_metric(metric())
+        for n in range(40):
+            batch = tuple(event(f"t{n}-{i}", ts=at(minutes=n)) for i in range(25))
+            await store.write_batches([EventBatch(events=batch)])
+        # Committed means durable in the WAL; the checkpoint task copies it into the file soon
+        # after, without any commit doing that work (wal_autocheckpoint is off on the writer).
+        for _ in range(100):
+            if events_in_main_file(db) == 1000:
+                break
+            await asyncio.sleep(0.05)
+        assert events_in_main_file(db) == 1000
+        assert (await store.aggregate(query()))[0].events == 1000
+    # Closing checkpoints what is left: the file alone holds everything.
+    assert events_in_main_file(db) == 1000
+
+
 async def test_locked_database_raises_store_unavailable(db: Path) -> None:
     async with opened(db, busy_timeout=0.05) as store:
         with raw(db) as other:
