@@ -3,8 +3,9 @@
 Two connections to one WAL file: a writer, used under an asyncio lock so each write
 transaction (``BEGIN IMMEDIATE``) is alone on it, and a query-only reader, so reads never see
 a write in progress and never wait for one. A third connection checkpoints the WAL in the
-background (:mod:`~metering.store.sqlite_checkpoint`), so no commit waits for a disk flush. ``synchronous=NORMAL``: a committed transaction
-survives a killed process. Any ``sqlite3.OperationalError`` (locked, full, I/O) surfaces as
+background (:mod:`~metering.store.sqlite_checkpoint`), so no commit waits for a disk flush.
+``synchronous=NORMAL``: a committed transaction survives a killed process. Any
+``sqlite3.OperationalError`` (locked, full, I/O) surfaces as
 :class:`~metering.errors.StoreUnavailable`.
 """
 
@@ -35,8 +36,10 @@ from metering.store.codec import JsonCodec, to_micros
 from metering.store.rollups import RollupSpec, rollup_deltas, spec_for
 from metering.store.sqlite_checkpoint import Checkpointer
 from metering.store.sqlite_connection import (
+    WriterBusy,
     connect,
     rollback,
+    transaction_here,
     transaction_in_thread,
     unavailable,
 )
@@ -54,6 +57,9 @@ from metering.store.sqlite_schema import migrate
 __all__ = ["SQLiteStore"]
 
 T = TypeVar("T")
+
+#: Event writes up to this size run on the event loop's thread (see ``_write_events``).
+_WRITE_HERE_MAX_EVENTS = 32
 
 
 class SQLiteStore:
@@ -112,6 +118,7 @@ class SQLiteStore:
                     )
                 )
                 self._checkpointer.start()
+                self._checkpointer.wrote()  # what open() migrated or rebuilt
                 opened = True
             finally:
                 if not opened:
@@ -333,9 +340,25 @@ class SQLiteStore:
             if conn is None:
                 raise StoreUnavailable("sqlite store is not open")
             with unavailable():
-                results = await transaction_in_thread(conn, write)
+                results = await self._write_events(conn, write, sum(map(len, params)))
             self._wrote()
             return results
+
+    async def _write_events(
+        self,
+        conn: aiosqlite.Connection,
+        write: Callable[[sqlite3.Connection], list[BatchResult]],
+        events: int,
+    ) -> list[BatchResult]:
+        # A small transaction (a few requests' usage) runs on the loop's thread: the hand-over
+        # to the connection's thread would cost as much as the write. Large ones go there, so
+        # SQLite's own work (GIL released) overlaps with the loop's.
+        if events <= _WRITE_HERE_MAX_EVENTS:
+            try:
+                return transaction_here(conn, write, busy_timeout_ms=self._busy_timeout_ms)
+            except WriterBusy:
+                pass  # another process holds the lock: wait for it off the loop
+        return await transaction_in_thread(conn, write)
 
     async def get_event(
         self, *, transaction_id: str, external_subscription_id: str | None = None

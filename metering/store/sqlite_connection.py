@@ -13,7 +13,14 @@ import aiosqlite
 from metering.errors import StoreUnavailable
 from metering.store.sqlite_events import decimal_functions
 
-__all__ = ["connect", "rollback", "transaction_in_thread", "unavailable"]
+__all__ = [
+    "WriterBusy",
+    "connect",
+    "rollback",
+    "transaction_here",
+    "transaction_in_thread",
+    "unavailable",
+]
 
 T = TypeVar("T")
 
@@ -35,8 +42,16 @@ async def rollback(conn: aiosqlite.Connection) -> None:
             await conn.execute("ROLLBACK")
 
 
+class WriterBusy(Exception):
+    """Another connection holds the write lock (raised only by :func:`transaction_here`)."""
+
+
 def _transaction(db: sqlite3.Connection, op: Callable[[sqlite3.Connection], T]) -> T:
     db.execute("BEGIN IMMEDIATE")
+    return _run_and_commit(db, op)
+
+
+def _run_and_commit(db: sqlite3.Connection, op: Callable[[sqlite3.Connection], T]) -> T:
     try:
         result = op(db)
         db.execute("COMMIT")
@@ -47,6 +62,32 @@ def _transaction(db: sqlite3.Connection, op: Callable[[sqlite3.Connection], T]) 
                 db.execute("ROLLBACK")
         raise
     return result
+
+
+def transaction_here(
+    conn: aiosqlite.Connection, op: Callable[[sqlite3.Connection], T], *, busy_timeout_ms: int
+) -> T:
+    """Run ``op`` in one ``BEGIN IMMEDIATE`` transaction on the calling thread, never waiting.
+
+    For small writes on the event loop's thread: handing them to the connection's thread costs
+    about as much CPU as the write itself (queue, thread wake-up, GIL hand-overs, the loop's
+    wake-up; bench/RESULTS.md). Only the lock could make this wait (commits never checkpoint,
+    see :mod:`~metering.store.sqlite_checkpoint`), so ``BEGIN`` runs with no busy timeout and
+    raises :class:`WriterBusy` at once when another connection holds the lock; the caller then
+    waits for it on the connection's thread instead. ``conn`` must be idle (the store's write
+    lock) and opened by :func:`connect` (which allows use from any thread).
+    """
+    db: sqlite3.Connection = conn._conn  # aiosqlite's sqlite3 connection, as below
+    db.execute("PRAGMA busy_timeout = 0")
+    try:
+        db.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if exc.sqlite_errorcode == sqlite3.SQLITE_BUSY:
+            raise WriterBusy(str(exc)) from exc
+        raise
+    finally:
+        db.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+    return _run_and_commit(db, op)
 
 
 async def transaction_in_thread(
@@ -69,7 +110,11 @@ async def connect(path: Path, *, busy_timeout_ms: int, query_only: bool) -> aios
 
     The writer (``query_only=False``) gets the exact decimal SQL functions rollups need.
     """
-    conn = await aiosqlite.connect(path, isolation_level=None, iter_chunk_size=1024)
+    # check_same_thread=False: the writer's small transactions run on the event loop's thread
+    # (transaction_here), the rest on aiosqlite's; the store's write lock keeps them apart.
+    conn = await aiosqlite.connect(
+        path, isolation_level=None, iter_chunk_size=1024, check_same_thread=False
+    )
     ready = False
     try:
         await conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")

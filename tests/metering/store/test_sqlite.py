@@ -134,6 +134,8 @@ def events_in_main_file(path: Path) -> int:
     """Events in the database file itself: ``immutable=1`` makes SQLite ignore the WAL."""
     conn = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
     try:
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'events'").fetchall():
+            return 0  # not even the schema has been copied from the WAL yet
         (count,) = conn.execute("SELECT count(*) FROM events").fetchone()
     finally:
         conn.close()
