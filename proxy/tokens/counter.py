@@ -63,8 +63,9 @@ class TokenCounter:
         self._overrides = dict(overrides or {})
         self._rank_dir = rank_dir
         self._thread_threshold = thread_threshold
+        # Only the built encoders are cached, not their ranks (~30 MiB of Python objects for
+        # o200k): o200k_harmony, rarely needed, reads o200k's rank file again.
         self._encodings: dict[str, tiktoken.Encoding] = {}
-        self._ranks: dict[str, dict[bytes, int]] = {}  # shared by o200k_base and o200k_harmony
         self._lock = threading.Lock()
 
     # -- encodings ---------------------------------------------------------------------------
@@ -90,12 +91,8 @@ class TokenCounter:
         with self._lock:
             encoding = self._encodings.get(name)
             if encoding is None:
-                ranks = self._ranks.get(spec.ranks)
-                if ranks is None:
-                    path = rank_file(self._rank_dir or default_rank_dir(), spec.ranks)
-                    ranks = load_ranks(path, spec.sha256)
-                    self._ranks[spec.ranks] = ranks
-                encoding = build_encoding(spec, ranks)
+                path = rank_file(self._rank_dir or default_rank_dir(), spec.ranks)
+                encoding = build_encoding(spec, load_ranks(path, spec.sha256))
                 self._encodings[name] = encoding
         return encoding
 

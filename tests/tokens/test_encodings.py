@@ -3,6 +3,7 @@ reference encoder, and no network."""
 
 from __future__ import annotations
 
+import gc
 import gzip
 import subprocess
 import sys
@@ -127,6 +128,18 @@ def test_construction_is_lazy(tmp_path: Path) -> None:
     assert counter.encoding_name_for("gpt-4o") == ("o200k_base", True)
     with pytest.raises(RankFileError):
         counter.count_text("x", "gpt-4o")
+
+
+def test_a_loaded_encoding_keeps_no_python_objects_per_rank() -> None:
+    # The ranks are parsed into ~200k Python objects for cl100k (~400k for o200k); only the
+    # Rust core should keep them, or a gateway holds them (30+ MiB) for its whole life.
+    counter = TokenCounter()
+    gc.collect()
+    before = sys.getallocatedblocks()
+    encoding = counter.encoding("cl100k_base")
+    gc.collect()
+    assert sys.getallocatedblocks() - before < 20_000
+    assert encoding.encode("hello world") == [15339, 1917]
 
 
 @pytest.mark.parametrize("name", ["cl100k_base", "o200k_base"])
