@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import statistics
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +31,7 @@ from typing import Any
 from bench.common import machine_info
 from bench.proxy_load import first_event_times, require_wrk, run_wrk
 from bench.proxy_stack import CpuSample, Stack, rss_kib
+from proxy.simulator.client import SimulatorControl
 
 MODEL = "gpt-4o-mini"
 _MESSAGES = [{"role": "user", "content": "Say hello in one short sentence, please."}]
@@ -225,12 +228,56 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def _estimated_events(stack: Stack) -> int:
+    """Events committed so far with ``usage_source=estimated`` (the tiktoken fallback)."""
+    with sqlite3.connect(stack.db) as db:
+        (count,) = db.execute(
+            "SELECT count(*) FROM events"
+            " WHERE json_extract(properties, '$.usage_source') = 'estimated'"
+        ).fetchone()
+    return int(count)
+
+
+def load_the_tokenizer(stack: Stack) -> None:
+    """One request whose upstream answer has no usage, so the gateway counts it with tiktoken.
+
+    The fallback's first use loads the model's encoding (~45 MiB for o200k, once per process).
+    wrk cuts the streams still in flight at the end of every run, and the gateway meters a cut
+    stream with the fallback, so without this the RSS loop would load the encoding at a random
+    moment and report a one-time cache as growth between two checkpoints. The simulator's
+    canned chat path ignores faults, so this uses ``/v1/completions`` with one ``no_usage``.
+    """
+    before = _estimated_events(stack)
+    with SimulatorControl(stack.upstream_url) as control:
+        control.set_faults(no_usage=True, times=1)
+    request = urllib.request.Request(  # noqa: S310 (loopback)
+        stack.gateway_url + "/v1/completions",
+        data=json.dumps({"model": MODEL, "prompt": "Say hello."}).encode(),
+        headers={"Authorization": f"Bearer {stack.key}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 (loopback)
+        answer.read()
+    if _estimated_events(stack) == before:
+        raise RuntimeError("the gateway did not estimate the usage-less answer")
+
+
 def run_rss(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
-    """Drive non-streaming and streaming load in turns; RSS at each checkpoint and the peak."""
+    """Drive non-streaming and streaming load in turns; RSS at each checkpoint and the peak.
+
+    The tokenizer is loaded first (``load_the_tokenizer``): every checkpoint includes it.
+    Each mark records the estimated events so far: one-time loads show up there, leaks do not.
+    """
     done = 0
     marks: list[dict[str, Any]] = []
     checkpoints = sorted(args.rss_at)
     start_rss, _ = rss_kib(stack.gateway_pid)
+    load_the_tokenizer(stack)
+    warm_rss, _ = rss_kib(stack.gateway_pid)
+    print(
+        f"  RSS at start {start_rss / 1024:.1f} MiB, "
+        f"{warm_rss / 1024:.1f} MiB after the tokenizer's first use",
+        flush=True,
+    )
     turn = 0
     while checkpoints:
         kind = args.kinds[turn % len(args.kinds)]
@@ -248,12 +295,27 @@ def run_rss(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
             print(f"  {result.errors} errors in an RSS segment", flush=True)
         if done >= checkpoints[0]:
             rss, peak = rss_kib(stack.gateway_pid)
-            marks.append({"requests": done, "rss_kib": rss, "peak_kib": peak, "load": _loadavg()})
+            estimated = _estimated_events(stack)
+            marks.append(
+                {
+                    "requests": done,
+                    "rss_kib": rss,
+                    "peak_kib": peak,
+                    "estimated_events": estimated,
+                    "load": _loadavg(),
+                }
+            )
             print(
-                f"  after {done:,} requests: RSS {rss / 1024:.1f} MiB, peak {peak / 1024:.1f} MiB"
+                f"  after {done:,} requests: RSS {rss / 1024:.1f} MiB, peak {peak / 1024:.1f} MiB "
+                f"({estimated} estimated events, load {_loadavg():.2f})"
             )
             checkpoints.pop(0)
-    return {"start_rss_kib": start_rss, "marks": marks, "events": stack.events()}
+    return {
+        "start_rss_kib": start_rss,
+        "warm_rss_kib": warm_rss,
+        "marks": marks,
+        "events": stack.events(),
+    }
 
 
 def _parser() -> argparse.ArgumentParser:
