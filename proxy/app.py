@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,6 +21,7 @@ from metering.writer import EventWriter
 from proxy.auth import KeyAuthenticator
 from proxy.catalog import ensure_default_catalog
 from proxy.errors import exception_handlers
+from proxy.hot_path import GatewayApp
 from proxy.lago import lago_router
 from proxy.lago.openapi import document_admin_api
 from proxy.request_id import ensure_request_id
@@ -29,6 +31,7 @@ from proxy.routes.usage import key_usage
 from proxy.state import Clock, Gateway, system_clock
 from proxy.tokens import TokenCounter
 from proxy.upstream import UpstreamRouter
+from proxy.upstream_client import UpstreamClient
 from proxy.upstream_transport import UpstreamTransport
 
 __all__ = ["create_app", "is_postgres", "open_store", "sqlite_path"]
@@ -71,6 +74,24 @@ def _warn_unconfigured(settings: Settings) -> None:
             )
 
 
+def _upstream_client(transport: httpx.AsyncBaseTransport | None) -> UpstreamClient:
+    """The lean transport, called directly, unless a test hands in its own transport or the
+    environment names an HTTP(S) proxy: then through an httpx client (which mounts proxies).
+
+    bench/RESULTS.md: httpx's default transport cost the gateway more CPU than everything else
+    together, and httpx's client layers around the lean one still a third of the rest.
+    """
+    if transport is None and not urllib.request.getproxies():
+        return UpstreamClient(UpstreamTransport())
+    return UpstreamClient(
+        httpx.AsyncClient(
+            transport=transport if transport is not None else UpstreamTransport(),
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
+        )
+    )
+
+
 def create_app(
     settings: Settings,
     *,
@@ -88,13 +109,8 @@ def create_app(
         try:
             await writer.start()
             await ensure_default_catalog(store, settings, clock())
-            async with httpx.AsyncClient(
-                # The lean transport unless a test hands in its own (bench/RESULTS.md: httpx's
-                # default transport cost the gateway more CPU than everything else together).
-                transport=transport if transport is not None else UpstreamTransport(),
-                follow_redirects=False,
-                limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
-            ) as http:
+            http = _upstream_client(transport)
+            try:
                 app.state.gateway = gateway = Gateway(
                     settings=settings,
                     store=store,
@@ -111,12 +127,15 @@ def create_app(
                 finally:
                     # Metering of cancelled streams still running: finish before the writer.
                     await gateway.drain_background()
+            finally:
+                await http.aclose()
         finally:
             # The writer drains its queue before the store closes: no accepted usage is lost.
             await writer.stop()
             await store.close()
 
-    app = Litestar(
+    # The proxied endpoints are served in front of Litestar (proxy.hot_path), the rest by it.
+    app = GatewayApp(
         route_handlers=[healthz, readyz, *openai_routes.ROUTES, key_usage, lago_router()],
         lifespan=[lifespan],
         exception_handlers=exception_handlers(),

@@ -25,7 +25,7 @@ from metering.errors import (
     ValidationFailed,
 )
 
-__all__ = ["LAGO_PREFIX", "GatewayError", "exception_handlers"]
+__all__ = ["LAGO_PREFIX", "GatewayError", "exception_handlers", "openai_error"]
 
 LAGO_PREFIX = "/api/v1"
 #: Seconds a client should wait before retrying when the store sheds load.
@@ -101,15 +101,30 @@ def _is_lago(request: Request[Any, Any, Any]) -> bool:
 
 
 def _handle_gateway(request: Request[Any, Any, Any], exc: GatewayError) -> Response[bytes]:
-    status, type_ = _GATEWAY_STATUS[exc.kind]
+    status, _ = _GATEWAY_STATUS[exc.kind]
     if _is_lago(request):
         if status == 400:
             return _json(status, {"status": 400, "error": exc.message}, exc.headers)
         return _json(status, _lago_body(status, exc.code), exc.headers)
-    return _json(status, _openai_body(exc.message, type_, exc.code, exc.param), exc.headers)
+    return _json(*openai_error(exc))
 
 
-def _handle_metering(request: Request[Any, Any, Any], exc: MeteringError) -> Response[bytes]:
+def openai_error(exc: GatewayError | MeteringError) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """Status, OpenAI error envelope and headers of an error on the OpenAI surface.
+
+    The proxied endpoints (served in front of Litestar, :mod:`proxy.hot_path`) render their
+    errors from this too, so both ways in answer alike.
+    """
+    if isinstance(exc, GatewayError):
+        status, type_ = _GATEWAY_STATUS[exc.kind]
+        return status, _openai_body(exc.message, type_, exc.code, exc.param), exc.headers
+    status, code, _, message, headers = _metering_error(exc)
+    type_ = "server_error" if status >= 500 else "invalid_request_error"
+    return status, _openai_body(message, type_, code, None), headers
+
+
+def _metering_error(exc: MeteringError) -> tuple[int, str, Any, str, dict[str, str]]:
+    """Status, code, details, message and headers of a metering error category."""
     headers: dict[str, str] = {}
     if isinstance(exc, NotFound):
         status, code, details, message = 404, exc.code, None, f"{exc.resource} not found"
@@ -124,10 +139,14 @@ def _handle_metering(request: Request[Any, Any, Any], exc: MeteringError) -> Res
         headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     else:  # a category added to the core without a row here is a bug: surface it as 500
         status, code, details, message = 500, "internal_error", None, "internal error"
+    return status, code, details, message, headers
+
+
+def _handle_metering(request: Request[Any, Any, Any], exc: MeteringError) -> Response[bytes]:
     if _is_lago(request):
+        status, code, details, _, headers = _metering_error(exc)
         return _json(status, _lago_body(status, code, details), headers)
-    type_ = "server_error" if status >= 500 else "invalid_request_error"
-    return _json(status, _openai_body(message, type_, code, None), headers)
+    return _json(*openai_error(exc))
 
 
 def _handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import httpx
 import msgspec
 
 from metering.models import ApiKey
@@ -19,6 +19,8 @@ from proxy.upstream import ROUTED_RESPONSE_HEADERS, Route
 from proxy.usage import TokenUsage, usage_events
 
 __all__ = ["MeteredCall"]
+
+_ROUTED = tuple(prefix.encode() for prefix in ROUTED_RESPONSE_HEADERS)
 
 
 @dataclass(slots=True)
@@ -33,16 +35,22 @@ class MeteredCall:
     started: datetime
     request_id: str = field(default_factory=new_request_id)
 
-    def response_headers(self, upstream: httpx.Response) -> dict[str, str]:
-        """The upstream's ids and rate-limit headers, plus tallygate's own request id."""
-        headers = {
-            name: value
-            for name, value in upstream.headers.items()
-            if name.startswith(ROUTED_RESPONSE_HEADERS)
-        }
-        if "x-request-id" in upstream.headers:
-            headers["x-upstream-request-id"] = upstream.headers["x-request-id"]
-        headers["x-request-id"] = self.request_id
+    def response_headers(
+        self, upstream: Iterable[tuple[bytes, bytes]], content_type: bytes
+    ) -> list[tuple[bytes, bytes]]:
+        """Headers for the client: the upstream's ids and rate-limit headers, its content type
+        (``content_type`` if it sent none) and tallygate's own request id. Raw ASGI pairs."""
+        headers = []
+        for name, value in upstream:
+            name = name.lower()
+            if name.startswith(_ROUTED):
+                headers.append((name, value))
+            elif name == b"x-request-id":
+                headers.append((b"x-upstream-request-id", value))
+            elif name == b"content-type":
+                content_type = value
+        headers.append((b"content-type", content_type))
+        headers.append((b"x-request-id", self.request_id.encode()))
         return headers
 
     async def record(self, usage: TokenUsage) -> None:

@@ -3,7 +3,7 @@ committed before the stream's final event, and metered even when the stream brea
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import httpx
 
@@ -11,8 +11,9 @@ from proxy.metered_call import MeteredCall
 from proxy.request_head import RequestHead, with_stream_usage
 from proxy.sse import SSEReader
 from proxy.upstream import send_upstream
+from proxy.upstream_transport import UpstreamResponse
 
-__all__ = ["open_stream", "relay_stream"]
+__all__ = ["Emit", "open_stream", "relay_stream"]
 
 
 def _rejects_stream_options(status: int, body: bytes) -> bool:
@@ -21,7 +22,7 @@ def _rejects_stream_options(status: int, body: bytes) -> bool:
 
 async def open_stream(
     call: MeteredCall, head: RequestHead, headers: Mapping[str, str]
-) -> tuple[httpx.Response, SSEReader]:
+) -> tuple[UpstreamResponse, SSEReader]:
     """Send the streaming request upstream (with ``include_usage`` unless the upstream is
     known to refuse it) and return the open response and the reader for its events."""
     gateway, route = call.gateway, call.route
@@ -35,34 +36,30 @@ async def open_stream(
         content = await upstream.aread()
         await upstream.aclose()
         if not _rejects_stream_options(400, content):
-            return httpx.Response(400, content=content, headers=upstream.headers), SSEReader(
-                strip_usage=not asked
-            )
+            return upstream, SSEReader(strip_usage=not asked)
         # Fail open, once per upstream: it will be metered by the fallback from now on.
         gateway.rejects_stream_options.add(route.upstream_name)
         upstream = await _send(call, call.body, headers)
     return upstream, SSEReader(strip_usage=not asked)
 
 
-async def _send(call: MeteredCall, body: bytes, headers: Mapping[str, str]) -> httpx.Response:
+async def _send(call: MeteredCall, body: bytes, headers: Mapping[str, str]) -> UpstreamResponse:
     gateway, route = call.gateway, call.route
-    request = gateway.http.build_request(
-        "POST",
-        gateway.router.url(route, call.surface.endpoint),
-        content=body,
-        headers=dict(headers),
-        timeout=gateway.router.timeout(route),
-    )
-    return await send_upstream(gateway.http, request, route, stream=True)
+    url = gateway.router.url(route, call.surface.endpoint)
+    return await send_upstream(gateway.http, route, url, headers, body, stream=True)
+
+
+#: Sends bytes to the client; ``more=False`` ends the response (with those bytes).
+Emit = Callable[[bytes, bool], Awaitable[None]]
 
 
 async def relay_stream(
-    call: MeteredCall, upstream: httpx.Response, reader: SSEReader
-) -> AsyncIterator[bytes]:
+    call: MeteredCall, upstream: UpstreamResponse, reader: SSEReader, emit: Emit
+) -> None:
     """Forward the upstream's events; record usage (upstream's, else estimated) exactly once.
 
-    A client disconnect cancels this generator: the ``finally`` still meters what was
-    generated, and the upstream call is closed so generation stops.
+    A client disconnect cancels the caller: the ``finally`` still meters what was generated,
+    and the upstream call is closed so generation stops.
     """
     recorded = False
     call.gateway.stream_opened()
@@ -71,16 +68,15 @@ async def relay_stream(
             async for piece in upstream.aiter_raw():
                 out = reader.feed(piece)
                 if out:
-                    yield out
+                    await emit(out, True)
         except httpx.HTTPError:
             # Upstream cut, reset or timed out mid-stream: end the client's stream cleanly
             # after metering what was produced (OpenAI's SDK reports a truncated stream).
             pass
         await _record(call, reader)
         recorded = True
-        tail = reader.tail()
-        if tail:
-            yield tail
+        # [DONE] (or the terminal event) goes with the end of the response: one write.
+        await emit(reader.tail(), False)
     finally:
         call.gateway.stream_closed()  # no await before the spawn: shutdown sees one or the other
         if not recorded:
@@ -96,6 +92,8 @@ async def _record(call: MeteredCall, reader: SSEReader) -> None:
     await call.record(usage)
 
 
-async def _close_and_record(call: MeteredCall, upstream: httpx.Response, reader: SSEReader) -> None:
+async def _close_and_record(
+    call: MeteredCall, upstream: UpstreamResponse, reader: SSEReader
+) -> None:
     await upstream.aclose()
     await _record(call, reader)

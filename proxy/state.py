@@ -9,8 +9,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
-
 from config import Settings
 from metering.ports import Store
 from metering.service import MeteringService
@@ -18,6 +16,7 @@ from metering.writer import EventWriter
 from proxy.auth import KeyAuthenticator
 from proxy.tokens import TokenCounter
 from proxy.upstream import UpstreamRouter
+from proxy.upstream_client import UpstreamClient
 
 __all__ = ["Clock", "Gateway", "system_clock"]
 
@@ -45,7 +44,7 @@ class Gateway:
     service: MeteringService
     auth: KeyAuthenticator
     router: UpstreamRouter
-    http: httpx.AsyncClient
+    http: UpstreamClient
     tokens: TokenCounter
     clock: Clock
     #: Upstreams that refused an injected ``stream_options`` (fail open, asked once each).

@@ -15,6 +15,8 @@ import msgspec
 
 from config import ModelSettings, Settings, UpstreamSettings
 from proxy.errors import GatewayError
+from proxy.upstream_client import UpstreamClient
+from proxy.upstream_transport import UpstreamResponse
 
 __all__ = [
     "RETRIED_STATUSES",
@@ -42,6 +44,8 @@ class Route(msgspec.Struct, frozen=True, kw_only=True):
     upstream_model: str
     catalog: ModelSettings
     api_key: str | None
+    #: Per-upstream timeouts: connect separately from the (long) read of a generation.
+    timeouts: dict[str, float | None]
 
 
 class UpstreamRouter:
@@ -58,6 +62,12 @@ class UpstreamRouter:
                 upstream_model=model.upstream_model or name,
                 catalog=model,
                 api_key=settings.secret(upstream.api_key_env),
+                timeouts={
+                    "connect": upstream.connect_timeout,
+                    "read": upstream.read_timeout,
+                    "write": upstream.read_timeout,
+                    "pool": upstream.connect_timeout,
+                },
             )
 
     @property
@@ -114,16 +124,6 @@ class UpstreamRouter:
                 headers["authorization"] = f"Bearer {route.api_key}"
         return headers
 
-    def timeout(self, route: Route) -> httpx.Timeout:
-        """Per-upstream timeouts: connect separately from the (long) read of a generation."""
-        up = route.upstream
-        return httpx.Timeout(
-            connect=up.connect_timeout,
-            read=up.read_timeout,
-            write=up.read_timeout,
-            pool=up.connect_timeout,
-        )
-
 
 def upstream_error(route: Route, exc: httpx.HTTPError) -> GatewayError:
     """A client-safe error for a failed upstream call (no URL credentials, no key)."""
@@ -150,20 +150,28 @@ _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 async def send_upstream(
-    http: httpx.AsyncClient, request: httpx.Request, route: Route, *, stream: bool
-) -> httpx.Response:
-    """Send ``request``, retrying up to ``retries`` times what produced nothing: a failed or
+    client: UpstreamClient,
+    route: Route,
+    url: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    stream: bool,
+) -> UpstreamResponse:
+    """POST ``body`` to ``url``, retrying up to ``retries`` times what produced nothing: a failed or
     timed-out connection, or a 502/503/504 answer. Nothing has reached the client yet when this
     returns, so a retry can never duplicate output; read timeouts and failures after the answer
     began are never retried (the upstream may have generated tokens). Transport failures and
     a 401 (the gateway's own key refused) become a client-safe :class:`GatewayError`; any other
-    last answer, even a 5xx, is returned.
+    last answer, even a 5xx, is returned; with ``stream=False`` its body is read.
     """
     upstream = route.upstream
     for attempt in range(upstream.retries + 1):
         last = attempt == upstream.retries
         try:
-            response = await http.send(request, stream=stream)
+            response = await client.send(url, headers, body, route.timeouts)
+            if not stream:
+                await response.aread()
         except _NOT_SENT as exc:
             if last:
                 raise upstream_error(route, exc) from None

@@ -1,13 +1,16 @@
-"""A lean HTTP/1.1 transport for the httpx client that calls the upstreams.
+"""A lean HTTP/1.1 transport for the upstream calls.
 
-httpx stays the client API (requests, responses, timeouts and its exception types), but the
-default transport (httpcore over anyio) costs the gateway more CPU per request than everything
-else together: the benchmark's profile (bench/RESULTS.md) showed it at ~40% of the gateway's
-CPU, with per-request scans of the pool and several anyio layers per socket operation. This
-transport talks HTTP/1.1 over an :class:`asyncio.Protocol`, parses responses with httptools (the
-same C parser uvicorn uses), writes each request in one ``write`` and keeps connections alive in
-a per-origin LIFO pool. What it does not do, httpx's default transport would: HTTP/2, proxies
-(proxy mounts from the environment still use httpx's own transports), retries.
+The gateway calls :meth:`UpstreamTransport.exchange` directly (proxy.upstream_client): no
+httpx request, response or headers objects per call. It is also an httpx transport, for an
+httpx client (used with HTTP proxies from the environment, and by tests).
+
+httpx's default transport (httpcore over anyio) cost the gateway more CPU per request than
+everything else together: the benchmark's profile (bench/RESULTS.md) showed it at ~40% of the
+gateway's CPU, with per-request scans of the pool and several anyio layers per socket
+operation. This transport talks HTTP/1.1 over an :class:`asyncio.Protocol`, parses responses
+with httptools (the same C parser uvicorn uses), writes each request in one ``write`` and keeps
+connections alive in a per-origin LIFO pool. What it does not do, httpx's default transport
+would: HTTP/2, proxies, retries.
 
 Errors are httpx's: ``ConnectError``/``ConnectTimeout`` before a connection exists,
 ``ReadTimeout``/``WriteTimeout`` while waiting, ``RemoteProtocolError`` for a connection closed
@@ -19,15 +22,17 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import cast
 
 import httptools
 import httpx
 
-__all__ = ["UpstreamTransport"]
+__all__ = ["Timeouts", "UpstreamResponse", "UpstreamTransport"]
 
 _Origin = tuple[str, str, int]
+#: httpx's timeout extension: seconds for "connect", "read", "write", "pool" (None: no limit).
+Timeouts = dict[str, float | None]
 # A response body buffered beyond this stops reading from the socket until it is consumed.
 _HIGH_WATER = 256 * 1024
 
@@ -140,7 +145,7 @@ class _Connection(asyncio.Protocol):
         """Whether the finished exchange leaves the connection fit for another request."""
         return self._complete and self._keep_alive and not self.closed
 
-    async def send(self, data: bytes, timeouts: dict[str, float | None]) -> None:
+    async def send(self, data: bytes, timeouts: Timeouts) -> None:
         """Write one whole request and wait for the response's status line and headers."""
         assert self.transport is not None
         loop = asyncio.get_running_loop()
@@ -236,6 +241,50 @@ class _Body(httpx.AsyncByteStream):
         self._release(reuse=False)
 
 
+class UpstreamResponse:
+    """An upstream's answer as the gateway uses it: status, raw headers, and the body, read
+    once (streamed piece by piece, or whole with :meth:`aread`)."""
+
+    __slots__ = ("_close", "_read", "_stream", "content", "headers", "status_code")
+
+    def __init__(
+        self,
+        status_code: int,
+        headers: list[tuple[bytes, bytes]],
+        stream: AsyncIterator[bytes],
+        close: Callable[[], Awaitable[None]],
+    ) -> None:
+        """A response whose body comes from ``stream``; ``close`` ends the exchange early."""
+        self.status_code = status_code
+        #: As received (names in the upstream's case).
+        self.headers = headers
+        #: The whole body, once :meth:`aread` has read it.
+        self.content = b""
+        self._stream = stream
+        self._close = close
+        self._read = False
+
+    @property
+    def is_success(self) -> bool:
+        """A 2xx answer."""
+        return 200 <= self.status_code < 300
+
+    def aiter_raw(self) -> AsyncIterator[bytes]:
+        """The body as it arrives."""
+        return self._stream
+
+    async def aread(self) -> bytes:
+        """Read the whole body (then the connection goes back to the pool); once."""
+        if not self._read:
+            self._read = True
+            self.content = b"".join([piece async for piece in self._stream])
+        return self.content
+
+    async def aclose(self) -> None:
+        """End the exchange (a connection whose body was not fully read is not reused)."""
+        await self._close()
+
+
 class UpstreamTransport(httpx.AsyncBaseTransport):
     """HTTP/1.1 over asyncio with a keep-alive pool per origin (see the module docstring)."""
 
@@ -247,6 +296,8 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
         self._max_idle = max_idle_per_origin
         self._ssl = ssl_context
         self._closed = False
+        # URL -> its origin and request line + Host (an upstream's few endpoints, parsed once)
+        self._targets: dict[str, tuple[_Origin, bytes]] = {}
 
     def _ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
@@ -287,19 +338,13 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
             conn.close()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Send ``request`` and return its response with a streamed body."""
+        """Send ``request`` and return its response with a streamed body (httpx's interface)."""
         url = request.url
         scheme = url.scheme
-        port = url.port or (443 if scheme == "https" else 80)
-        origin: _Origin = (scheme, url.host, port)
-        timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
+        origin: _Origin = (scheme, url.host, url.port or (443 if scheme == "https" else 80))
+        timeouts: Timeouts = request.extensions.get("timeout", {})
         data = _serialize(request, await request.aread())
-        conn = self._take_idle(origin)
-        if conn is not None and not await self._exchange(conn, data, timeouts, retry=True):
-            conn = None
-        if conn is None:
-            conn = await self._connect(origin, timeouts.get("connect"))
-            await self._exchange(conn, data, timeouts, retry=False)
+        conn = await self._open(origin, data, timeouts)
         status, headers = conn.response_head()
         return httpx.Response(
             status,
@@ -308,10 +353,46 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
             extensions={"http_version": b"HTTP/1.1"},
         )
 
+    async def exchange(
+        self,
+        url: str,
+        headers: Iterable[tuple[str, str]],
+        body: bytes,
+        timeouts: Timeouts,
+    ) -> UpstreamResponse:
+        """POST ``body`` to ``url`` and return the answer, its body still to be read.
+
+        The gateway's own way in: no httpx request, response or headers objects on the way
+        (they cost more CPU per call than the exchange itself). The request carries a
+        ``Host`` and ``Content-Length`` besides ``headers``; no compression is asked for.
+        """
+        target = self._targets.get(url)
+        if target is None:
+            target = self._targets[url] = _post_target(url)
+        origin, start = target
+        lines = [start]
+        for name, value in headers:
+            if "\r" in value or "\n" in value:
+                raise httpx.LocalProtocolError(f"header {name!r} has a line break in its value")
+            lines += (name.encode("latin-1"), b": ", value.encode("latin-1"), b"\r\n")
+        lines += (b"content-length: ", str(len(body)).encode(), b"\r\n\r\n", body)
+        conn = await self._open(origin, b"".join(lines), timeouts)
+        status, raw = conn.response_head()
+        stream = _Body(self, origin, conn, timeouts.get("read"))
+        return UpstreamResponse(status, raw, stream.__aiter__(), stream.aclose)
+
+    async def _open(self, origin: _Origin, data: bytes, timeouts: Timeouts) -> _Connection:
+        """Send ``data`` on a pooled (else new) connection; returns it once the head is in."""
+        conn = self._take_idle(origin)
+        if conn is not None and not await self._exchange(conn, data, timeouts, retry=True):
+            conn = None
+        if conn is None:
+            conn = await self._connect(origin, timeouts.get("connect"))
+            await self._exchange(conn, data, timeouts, retry=False)
+        return conn
+
     @staticmethod
-    async def _exchange(
-        conn: _Connection, data: bytes, timeouts: dict[str, float | None], *, retry: bool
-    ) -> bool:
+    async def _exchange(conn: _Connection, data: bytes, timeouts: Timeouts, *, retry: bool) -> bool:
         """Send on ``conn``; False when a reused connection turned out dead before answering."""
         try:
             await conn.send(data, timeouts)
@@ -334,6 +415,13 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
             for conn in idle:
                 conn.close()
         self._idle.clear()
+
+
+def _post_target(url: str) -> tuple[_Origin, bytes]:
+    parsed = httpx.URL(url)
+    scheme = parsed.scheme
+    origin = (scheme, parsed.host, parsed.port or (443 if scheme == "https" else 80))
+    return origin, b"POST " + parsed.raw_path + b" HTTP/1.1\r\nhost: " + parsed.netloc + b"\r\n"
 
 
 def _serialize(request: httpx.Request, body: bytes) -> bytes:

@@ -1,33 +1,54 @@
-"""The OpenAI-compatible surface (``/v1``): requests are forwarded and their usage metered."""
+"""The OpenAI-compatible surface (``/v1``): requests are forwarded and their usage metered.
+
+:func:`forward` is the proxied endpoints' logic, free of any web framework: ``proxy.hot_path``
+serves it straight from ASGI (Litestar's layers cost more CPU than the forwarding itself).
+The model listing stays ordinary Litestar handlers.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-import httpx
 import msgspec
-from litestar import Request, Response, get, post
+from litestar import Request, get
 from litestar.params import FromPath
-from litestar.response import Stream
 
+from metering.models import ApiKey
 from proxy.errors import GatewayError
 from proxy.metered_call import MeteredCall
-from proxy.relay import open_stream, relay_stream
-from proxy.request_head import parse_head, replace_fields, require_json
+from proxy.relay import Emit, open_stream, relay_stream
+from proxy.request_head import parse_head, replace_fields
 from proxy.state import Gateway
-from proxy.surfaces import CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES, Surface
+from proxy.surfaces import Surface
 from proxy.upstream import send_upstream
+from proxy.upstream_transport import UpstreamResponse
 from proxy.usage import usage_from_body
 
-__all__ = ["ROUTES"]
+__all__ = ["ROUTES", "Reply", "forward"]
 
 
-async def _proxy(request: Request[Any, Any, Any], surface: Surface) -> Response[bytes] | Stream:
-    """Forward one request; its tokens are committed before the response's last byte."""
-    gateway: Gateway = request.app.state.gateway
-    key = await gateway.auth.authenticate(request.headers.get("authorization"))
-    require_json(request.headers.get("content-type"))
-    body = await request.body()
+@dataclass(slots=True)
+class Reply:
+    """What a proxied request answers: a whole body, or a stream relayed through an emitter."""
+
+    status: int
+    #: Raw ASGI header pairs (names lower-case); no length, the server frames the body.
+    headers: list[tuple[bytes, bytes]]
+    body: bytes = b""
+    #: For a stream: sends the events (``relay_stream`` bound to its call), then ends.
+    stream: Callable[[Emit], Awaitable[None]] | None = None
+
+
+async def forward(
+    gateway: Gateway, surface: Surface, key: ApiKey, headers: Mapping[str, str], body: bytes
+) -> Reply:
+    """Forward one authenticated request; its tokens are committed before the last byte.
+
+    ``headers`` are the client's (lower-case names). Refusals raise :class:`GatewayError`.
+    """
     head = parse_head(body)
     if head.stream and not surface.streams:
         raise GatewayError(
@@ -42,25 +63,18 @@ async def _proxy(request: Request[Any, Any, Any], surface: Surface) -> Response[
     )
     # Shed load before any token exists: usage produced upstream is never dropped later.
     gateway.writer.admit()
-    headers = gateway.router.headers(route, request.headers)
+    upstream_headers = gateway.router.headers(route, headers)
     if head.stream:
-        upstream, reader = await open_stream(call, head, headers)
+        upstream, reader = await open_stream(call, head, upstream_headers)
         if not upstream.is_success:
             return await _passthrough(call, upstream)
-        return Stream(
-            relay_stream(call, upstream, reader),
-            status_code=upstream.status_code,
-            media_type=upstream.headers.get("content-type", "text/event-stream"),
-            headers=call.response_headers(upstream),
+        return Reply(
+            upstream.status_code,
+            call.response_headers(upstream.headers, b"text/event-stream"),
+            stream=partial(relay_stream, call, upstream, reader),
         )
-    request_out = gateway.http.build_request(
-        "POST",
-        gateway.router.url(route, surface.endpoint),
-        content=body,
-        headers=headers,
-        timeout=gateway.router.timeout(route),
-    )
-    upstream = await send_upstream(gateway.http, request_out, route, stream=False)
+    url = gateway.router.url(route, surface.endpoint)
+    upstream = await send_upstream(gateway.http, route, url, upstream_headers, body, stream=False)
     if upstream.is_success:
         document = _json_or_none(upstream.content)
         usage = usage_from_body(upstream.content) or await call.estimate(surface.texts(document))
@@ -72,23 +86,21 @@ async def _proxy(request: Request[Any, Any, Any], surface: Surface) -> Response[
                 f"The upstream '{route.upstream_name}' returned a malformed response.",
                 code="upstream_invalid_response",
             )
-    return Response(
+    return Reply(
+        upstream.status_code,
+        call.response_headers(upstream.headers, b"application/json"),
         upstream.content,
-        status_code=upstream.status_code,
-        media_type=upstream.headers.get("content-type", "application/json"),
-        headers=call.response_headers(upstream),
     )
 
 
-async def _passthrough(call: MeteredCall, upstream: httpx.Response) -> Response[bytes]:
+async def _passthrough(call: MeteredCall, upstream: UpstreamResponse) -> Reply:
     """An upstream refusal of a stream request, passed through; 4xx/5xx meter nothing."""
     content = await upstream.aread()
     await upstream.aclose()
-    return Response(
+    return Reply(
+        upstream.status_code,
+        call.response_headers(upstream.headers, b"application/json"),
         content,
-        status_code=upstream.status_code,
-        media_type=upstream.headers.get("content-type", "application/json"),
-        headers=call.response_headers(upstream),
     )
 
 
@@ -97,30 +109,6 @@ def _json_or_none(content: bytes) -> Any:
         return msgspec.json.decode(content)
     except msgspec.DecodeError:
         return None
-
-
-@post("/v1/chat/completions", status_code=200)
-async def chat_completions(request: Request[Any, Any, Any]) -> Response[bytes] | Stream:
-    """``POST /v1/chat/completions``, plain or streamed."""
-    return await _proxy(request, CHAT)
-
-
-@post("/v1/completions", status_code=200)
-async def completions(request: Request[Any, Any, Any]) -> Response[bytes] | Stream:
-    """``POST /v1/completions`` (legacy), plain or streamed."""
-    return await _proxy(request, COMPLETIONS)
-
-
-@post("/v1/embeddings", status_code=200)
-async def embeddings(request: Request[Any, Any, Any]) -> Response[bytes] | Stream:
-    """``POST /v1/embeddings``."""
-    return await _proxy(request, EMBEDDINGS)
-
-
-@post("/v1/responses", status_code=200)
-async def responses(request: Request[Any, Any, Any]) -> Response[bytes] | Stream:
-    """``POST /v1/responses``, plain or streamed (usage from the terminal event)."""
-    return await _proxy(request, RESPONSES)
 
 
 def _model_object(name: str, owner: str) -> dict[str, Any]:
@@ -150,5 +138,5 @@ async def get_model(request: Request[Any, Any, Any], model_id: FromPath[str]) ->
     return _model_object(route.model, route.upstream_name)
 
 
-#: Every handler of the OpenAI surface, registered by the app.
-ROUTES = [chat_completions, completions, embeddings, responses, list_models, get_model]
+#: The OpenAI surface's Litestar handlers (the proxied POSTs are served by proxy.hot_path).
+ROUTES = [list_models, get_model]

@@ -1,0 +1,181 @@
+"""The proxied endpoints served straight from ASGI, in front of the Litestar app.
+
+Every proxied request used to cross Litestar's routing, signature model, request and response
+objects, exception middleware and, for streams, an anyio task group per stream: about a fifth
+of the gateway's CPU per request (bench/RESULTS.md), more than the forwarding itself. Here
+the four proxied POST endpoints are one dict lookup away from the server, and everything else
+(admin API, usage, models, health, OpenAPI) stays with Litestar.
+
+What Litestar did for these routes, this module does the same way: auth before the body is
+read, 415 then 413 (declared or streamed past ``server.max_body_bytes``), errors in OpenAI's
+envelope from :mod:`proxy.errors`' one table, an ``x-request-id`` on every response, and a
+client that disconnects mid-stream cancels the relay (which meters what was generated).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import msgspec
+from litestar import Litestar
+from litestar.types import HTTPScope, Message, Receive, Send
+
+from metering.errors import MeteringError
+from proxy.errors import GatewayError, openai_error
+from proxy.ids import new_request_id
+from proxy.request_head import require_json
+from proxy.routes.openai import Reply, forward
+from proxy.state import Gateway
+from proxy.surfaces import CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES, Surface
+
+__all__ = ["PROXIED", "GatewayApp"]
+
+#: The proxied paths (Litestar also answered them with a trailing slash).
+PROXIED: dict[str, Surface] = {
+    f"/v1/{surface.endpoint}{slash}": surface
+    for surface in (CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES)
+    for slash in ("", "/")
+}
+
+
+class _Disconnected(Exception):
+    """The client went away before its request body arrived: nobody to answer."""
+
+
+class GatewayApp(Litestar):
+    """The gateway's ASGI app: :data:`PROXIED` paths served here, the rest by Litestar."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """ASGI entry point."""
+        if scope["type"] == "http":
+            surface = PROXIED.get(scope["path"])
+            if surface is not None:
+                limit = self.request_max_body_size
+                max_body = limit if isinstance(limit, int) else 0
+                await serve(self.state.gateway, surface, max_body, scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
+async def serve(
+    gateway: Gateway,
+    surface: Surface,
+    max_body: int,
+    scope: HTTPScope,
+    receive: Receive,
+    send: Send,
+) -> None:
+    """Answer one request to a proxied endpoint (see the module docstring)."""
+    try:
+        if scope["method"] != "POST":
+            raise GatewayError(
+                "method_not_allowed", "Method Not Allowed", headers={"allow": "POST"}
+            )
+        headers = {
+            name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
+        }
+        key = await gateway.auth.authenticate(headers.get("authorization"))
+        require_json(headers.get("content-type"))
+        body = await _read_body(receive, headers.get("content-length"), max_body)
+        reply = await forward(gateway, surface, key, headers, body)
+    except (GatewayError, MeteringError) as exc:
+        reply = _error_reply(exc)
+    except _Disconnected:
+        return
+    if reply.stream is None:
+        await _send_whole(send, reply)
+    else:
+        await _send_stream(send, receive, reply)
+
+
+def _error_reply(exc: GatewayError | MeteringError) -> Reply:
+    status, document, extra = openai_error(exc)
+    headers = [(b"content-type", b"application/json"), (b"x-request-id", new_request_id().encode())]
+    for name, value in extra.items():
+        headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
+    return Reply(status, headers, msgspec.json.encode(document))
+
+
+def _too_large(limit: int) -> GatewayError:
+    return GatewayError(
+        "too_large",
+        f"The request body is larger than the gateway's limit of {limit} bytes.",
+    )
+
+
+async def _read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
+    """The request body; 413 as soon as it is declared or read past ``limit`` (0: none)."""
+    if limit and declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise _Disconnected
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if limit and size > limit:
+            raise _too_large(limit)
+        if not message.get("more_body", False):
+            if not chunks:
+                return chunk
+            chunks.append(chunk)
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+async def _send_whole(send: Send, reply: Reply) -> None:
+    headers = reply.headers
+    headers.append((b"content-length", str(len(reply.body)).encode()))
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await send({"type": "http.response.body", "body": reply.body, "more_body": False})
+
+
+async def _send_stream(send: Send, receive: Receive, reply: Reply) -> None:
+    """Relay a stream; a client disconnect cancels the relay (it meters what it read).
+
+    The disconnect is only seen through ``receive``, so one waiter listens for it and cancels
+    this task; that cancellation is then absorbed here, not passed to the server as an error.
+    """
+    assert reply.stream is not None
+    task = asyncio.current_task()
+    assert task is not None
+    gone = False
+
+    def on_message(waiter: asyncio.Future[Message]) -> None:
+        nonlocal gone
+        if not waiter.cancelled() and waiter.result()["type"] == "http.disconnect":
+            gone = True
+            task.cancel()
+
+    waiter = asyncio.ensure_future(_next_disconnect(receive))
+    waiter.add_done_callback(on_message)
+
+    async def emit(data: bytes, more: bool) -> None:
+        if not more:
+            # The last write completes the response, which the server reports to ``receive``
+            # as a disconnect: stop listening first.
+            waiter.remove_done_callback(on_message)
+            waiter.cancel()
+        await send({"type": "http.response.body", "body": data, "more_body": more})
+
+    await send({"type": "http.response.start", "status": reply.status, "headers": reply.headers})
+    try:
+        await reply.stream(emit)
+    except asyncio.CancelledError:
+        if gone and task.uncancel() == 0:
+            return  # the client left; the relay has metered (or spawned the metering)
+        raise
+    finally:
+        waiter.remove_done_callback(on_message)
+        waiter.cancel()
+
+
+async def _next_disconnect(receive: Receive) -> Message:
+    """The next ``http.disconnect`` (the body is fully read: nothing else can come)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return message
