@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 import uvicorn
 
+from proxy.http_protocol import CoalescingHttpToolsProtocol
+
 __all__ = ["BackgroundServer", "bind_socket"]
 
 _POLL_SECONDS = 0.005
@@ -86,7 +88,7 @@ class BackgroundServer:
         config = uvicorn.Config(
             self.app,
             loop="asyncio",
-            http="auto",
+            http=CoalescingHttpToolsProtocol,
             lifespan=self._lifespan,
             access_log=False,
             log_level="warning",

@@ -15,6 +15,7 @@ import uvicorn
 from config import Settings
 from proxy.app import create_app, is_postgres, sqlite_path
 from proxy.background import bind_socket
+from proxy.http_protocol import CoalescingHttpToolsProtocol
 
 __all__ = ["GatewayServer", "serve"]
 
@@ -72,6 +73,8 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
         access_log=False,
         log_level="info",
         lifespan="on",
+        # httptools, with a response's writes of one loop turn sent together (proxy.http_protocol).
+        http=CoalescingHttpToolsProtocol,
         # In-flight streams may finish within this; then uvicorn cancels them, their relays
         # meter what was generated, and the lifespan drains that work and the event queue.
         timeout_graceful_shutdown=settings.server.shutdown_grace_seconds,
