@@ -6,14 +6,17 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from metering.api_events import (
     MAX_BATCH_EVENTS,
+    build_decoded_events,
     build_event,
     build_events,
+    decode_batch,
     parse_timestamp,
     validate_batch,
     validate_event,
@@ -158,6 +161,9 @@ def test_build_events_in_order() -> None:
 
 # Inputs as JSON decodes them (Decimal for fractions), usual and unusual: the batch path's
 # shortcut for the usual shape must agree with the general rules on every one of them.
+_numbers = st.integers(-(2**63), 2**63 - 1) | st.decimals(
+    allow_nan=False, allow_infinity=False, places=2
+)
 _odd_ids = st.sampled_from([" ", "", None, True, 3, -1])
 _timestamps = st.one_of(
     st.none(),
@@ -167,7 +173,7 @@ _timestamps = st.one_of(
 )
 _properties = st.one_of(
     st.none(),
-    st.dictionaries(st.sampled_from(["a", "b"]), st.integers() | st.decimals(places=2)),
+    st.dictionaries(st.sampled_from(["a", "b"]), _numbers),
     st.just([1]),
 )
 _usual = st.fixed_dictionaries(
@@ -192,8 +198,7 @@ _clean = st.fixed_dictionaries(
         | st.integers(0, 2 * 10**9)
         | st.decimals(0, 2 * 10**9, places=6)
         | st.decimals(0, 2 * 10**9, places=8),
-        "properties": st.none()
-        | st.dictionaries(st.sampled_from(["a", "b"]), st.integers() | st.decimals(places=2)),
+        "properties": st.none() | st.dictionaries(st.sampled_from(["a", "b"]), _numbers),
         "precise_total_amount_cents": st.sampled_from([None, Decimal("1.5"), "2", 3]),
     },
 )
@@ -210,6 +215,41 @@ def test_build_events_agrees_with_the_general_rules(raw: list[Any]) -> None:
         return
     events = build_events(raw, ids=ids, now=NOW)
     assert events == tuple(build_event(r, id=i, now=NOW) for r, i in zip(raw, ids, strict=True))
+
+
+_ENCODE = msgspec.json.Encoder(decimal_format="number")
+_GENERAL = msgspec.json.Decoder(float_hook=Decimal)
+
+
+@given(
+    st.lists(_inputs, max_size=6).map(lambda events: {"events": events})
+    | st.lists(_clean, max_size=8).map(lambda events: {"events": events, "other": 1})
+    | st.sampled_from([{}, {"events": None}, {"events": "x"}, {"events": {}}, [], 3])
+)
+def test_decoded_batches_agree_with_the_general_path(document: Any) -> None:
+    body = _ENCODE.encode(document)
+    general = _GENERAL.decode(body)
+    raw = general.get("events") if isinstance(general, dict) else None
+    inputs = decode_batch(body)
+    if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
+        assert inputs is None  # the route takes the general path for such bodies
+        return
+    assert inputs is not None
+    ids = [f"id-{i}" for i in range(len(raw))]
+    issues = validate_batch(raw)
+    if issues:
+        with pytest.raises(ValidationFailed) as error:
+            build_decoded_events(inputs, ids=ids, now=NOW)
+        assert error.value.issues == issues
+        return
+    assert build_decoded_events(inputs, ids=ids, now=NOW) == build_events(raw, ids=ids, now=NOW)
+
+
+def test_decode_batch_keeps_the_last_of_a_repeated_key() -> None:
+    (item,) = decode_batch(b'{"events": [{"code": "a", "code": "b", "x": 1}]}') or []
+    assert item.code == "b"
+    assert decode_batch(b"not json") is None
+    assert decode_batch(b'{"events": [1]}') is None
 
 
 def test_build_events_copies_properties() -> None:
