@@ -30,7 +30,8 @@ async def open_stream(
     inject = (
         call.surface.injects_usage and route.upstream_name not in gateway.rejects_stream_options
     )
-    body = with_stream_usage(call.body) if inject else call.body
+    # A client that asked for usage already sends what would be injected: its bytes go as they are.
+    body = with_stream_usage(call.body) if inject and not asked else call.body
     upstream = await _send(call, body, headers)
     if inject and upstream.status_code == 400:
         content = await upstream.aread()

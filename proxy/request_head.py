@@ -93,7 +93,16 @@ def replace_fields(body: bytes, **fields: Any) -> bytes:
 
 
 def with_stream_usage(body: bytes) -> bytes:
-    """The body with ``stream_options.include_usage`` set, its other options kept."""
+    """The body with ``stream_options.include_usage`` set, its other options kept.
+
+    A body without ``stream_options`` (most) gets the field appended to its bytes: decoding and
+    re-encoding a whole conversation per stream costs more than the rest of the request.
+    """
+    if b'"stream_options"' not in body:
+        # parse_head decoded it as a JSON object: it ends with "}" (and maybe whitespace).
+        inner = body.rstrip()[:-1].rstrip()
+        comma = b"" if inner.endswith(b"{") else b","
+        return inner + comma + b'"stream_options":{"include_usage":true}}'
     document = _document(body)
     options = document.get("stream_options")
     merged = {**options} if isinstance(options, dict) else {}

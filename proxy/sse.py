@@ -7,6 +7,11 @@ when the client did not ask for usage, the usage-only chunk (``usage`` set, ``ch
 is dropped and a usage attached to a chunk with choices is removed; ``[DONE]`` is held back so
 that the caller can commit the usage before the stream's last event goes out (so is the usage
 chunk of a client that asked: the last one the upstream sent, once).
+
+Cost: most events of a stream are content chunks without usage (``"usage": null`` or none).
+Those are checked as JSON with a narrow decode that keeps only the streamed text and the usage,
+and forwarded as the original bytes; a piece whose events all go out unchanged is forwarded as
+one slice. Only chunks with a usage, and Responses events, are decoded whole.
 """
 
 from __future__ import annotations
@@ -24,6 +29,26 @@ _DONE = b"[DONE]"
 _TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 
+class _Delta(msgspec.Struct):
+    content: str | None = None
+
+
+class _Choice(msgspec.Struct):
+    index: int = 0
+    delta: _Delta | None = None
+    text: str | None = None
+
+
+class _Chunk(msgspec.Struct):
+    """The streamed text and usage of a chat or completions chunk; the rest is skipped."""
+
+    choices: list[_Choice] | None = None
+    usage: Any = None
+
+
+_CHUNK = msgspec.json.Decoder(_Chunk)
+
+
 class SSEReader:
     """Reads one upstream event stream; see the module docstring."""
 
@@ -39,17 +64,28 @@ class SSEReader:
 
     def feed(self, data: bytes) -> bytes:
         """Bytes to forward now for this piece of upstream stream."""
-        self._buffer += data
+        buffer = self._buffer + data if self._buffer else data
+        crlf = b"\r" in buffer
         out: list[bytes] = []
+        start = pos = 0  # out holds buffer[start:pos] implicitly while nothing changes
         while True:
-            end, sep = _event_end(self._buffer)
+            if crlf:
+                end, sep = _event_end(buffer, pos)
+            else:
+                end, sep = buffer.find(b"\n\n", pos), 2
             if end < 0:
                 break
-            event = self._buffer[: end + sep]
-            self._buffer = self._buffer[end + sep :]
-            forwarded = self._event(event)
-            if forwarded:
-                out.append(forwarded)
+            replaced = self._event(buffer[pos : end + sep], buffer[pos:end])
+            if replaced is not None:
+                out.append(buffer[start:pos])
+                if replaced:
+                    out.append(replaced)
+                start = end + sep
+            pos = end + sep
+        self._buffer = buffer[pos:]
+        if not out:
+            return buffer[start:pos]
+        out.append(buffer[start:pos])
         return b"".join(out)
 
     def tail(self) -> bytes:
@@ -66,22 +102,46 @@ class SSEReader:
         """Streamed text per choice (concatenated), for the tiktoken fallback."""
         return ["".join(parts) for _, parts in sorted(self._texts.items())]
 
-    def _event(self, event: bytes) -> bytes:
-        data = _data_of(event)
+    def _event(self, event: bytes, body: bytes) -> bytes | None:
+        """What replaces ``event`` for the client: None to forward it as is, b"" to drop it."""
+        if body.startswith(b"data:") and b"\n" not in body and b"\r" not in body:
+            data: bytes | None = body[5:].removeprefix(b" ")
+        else:
+            data = _data_of(event)
         if data is None:
-            return event  # comments, event: lines without data, keep-alives
+            return None  # comments, event: lines without data, keep-alives
         if data.strip() == _DONE:
             self.done = True
             self._held += event
             return b""
+        if b'"response' not in data:
+            try:
+                chunk = _CHUNK.decode(data)
+            except msgspec.ValidationError:
+                pass  # not a plain chunk: read it whole below
+            except msgspec.DecodeError:
+                # A garbage data line would break the client's SDK mid-stream: drop it.
+                self.malformed += 1
+                return b""
+            else:
+                if chunk.usage is not None:
+                    return self._document(event, data)  # it may have to change
+                for choice in chunk.choices or ():
+                    delta = choice.delta
+                    text = delta.content if delta is not None else choice.text
+                    if text is not None:
+                        self._texts.setdefault(choice.index, []).append(text)
+                return None
+        return self._document(event, data)
+
+    def _document(self, event: bytes, data: bytes) -> bytes | None:
         try:
             document = msgspec.json.decode(data)
         except msgspec.DecodeError:
-            # A garbage data line would break the client's SDK mid-stream: count it, drop it.
             self.malformed += 1
             return b""
         if not isinstance(document, dict):
-            return event
+            return None
         self._collect(document)
         if document.get("type") in _TERMINAL:
             self.done = True
@@ -102,7 +162,7 @@ class SSEReader:
                 # out with the tail, once the usage is committed.
                 self._usage_chunk = event
                 return b""
-        return event
+        return None
 
     def _collect(self, document: dict[str, Any]) -> None:
         # Chat chunks carry choices[].delta.content, legacy completions choices[].text,
@@ -126,11 +186,11 @@ class SSEReader:
             self._usage = response["usage"]
 
 
-def _event_end(buffer: bytes) -> tuple[int, int]:
-    """Index and length of the first event separator (a blank line), or (-1, 0)."""
+def _event_end(buffer: bytes, start: int) -> tuple[int, int]:
+    """Index and length of the first event separator (a blank line) from ``start``, or (-1, 0)."""
     best, size = -1, 0
     for separator in (b"\n\n", b"\r\n\r\n", b"\r\r"):
-        index = buffer.find(separator)
+        index = buffer.find(separator, start)
         if index >= 0 and (best < 0 or index < best):
             best, size = index, len(separator)
     return best, size

@@ -25,7 +25,7 @@ from proxy.state import Gateway
 from proxy.surfaces import Surface
 from proxy.upstream import send_upstream
 from proxy.upstream_transport import UpstreamResponse
-from proxy.usage import usage_from_body
+from proxy.usage import usage_from_object
 
 __all__ = ["ROUTES", "Reply", "forward"]
 
@@ -77,7 +77,8 @@ async def forward(
     upstream = await send_upstream(gateway.http, route, url, upstream_headers, body, stream=False)
     if upstream.is_success:
         document = _json_or_none(upstream.content)
-        usage = usage_from_body(upstream.content) or await call.estimate(surface.texts(document))
+        found = usage_from_object(document.get("usage")) if isinstance(document, dict) else None
+        usage = found or await call.estimate(surface.texts(document))
         await call.record(usage)
         if document is None:
             # The upstream did the work (metered, estimated) but its answer is unusable.

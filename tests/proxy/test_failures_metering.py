@@ -207,25 +207,40 @@ def test_special_tokens_are_counted_as_plain_text_by_the_fallback(
     assert counter.count_text("<|endoftext|>", "gpt-4") > 1
 
 
-@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize(
+    ("extra", "appended", "refused"),
+    [
+        (b' "stream": false', b"}", False),  # plain bodies are forwarded untouched
+        (b' "stream": true', b',"stream_options":{"include_usage":true}}', False),
+        (b' "stream": true, "stream_options": {"include_obfuscation": false}', b"", True),
+    ],
+)
 def test_a_body_that_must_be_rewritten_but_cannot_be_read_is_a_400(
-    gateway: Gateway, api_key: str, simulator: SimulatorServer, stream: bool
+    gateway: Gateway,
+    api_key: str,
+    simulator: SimulatorServer,
+    extra: bytes,
+    appended: bytes,
+    refused: bool,
 ) -> None:
-    # Streams get include_usage injected (a rewrite); plain bodies are forwarded untouched.
+    # Streams get include_usage injected: appended to the client's bytes when the body has no
+    # stream_options, merged into them (the body decoded whole) when it has.
     body = (
         b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}],'
-        b' "temperature": 1e400, "stream": ' + (b"true" if stream else b"false") + b"}"
+        b' "temperature": 1e400,' + extra + b"}"
     )
     response = httpx.post(
         f"{gateway.base_url}/chat/completions",
         content=body,
         headers={"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"},
     )
-    if stream:
+    if refused:
         assert response.status_code == 400
         assert response.json()["error"]["code"] == "invalid_value"
         assert simulator.control.stats()["total_requests"] == 0
         assert stored_events(gateway) == []
-    else:
-        # Forwarded byte for byte: the upstream decides (the simulator reads it as a float).
-        assert simulator.control.requests()[0]["body"] == body.decode()
+        return
+    # The upstream decides (the simulator reads 1e400 as a float).
+    assert response.status_code == 200
+    forwarded = simulator.control.requests()[0]["body"]
+    assert forwarded == (body[:-1] + appended).decode()

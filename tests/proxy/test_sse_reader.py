@@ -156,3 +156,31 @@ def test_several_choices_keep_their_own_text_and_one_usage() -> None:
     out, reader = read(stream, 17, strip=False)
     assert reader.texts() == ["ab", "xy"]  # per choice, for the fallback's count
     assert out.count(b'"usage":{') == 1
+
+
+def test_content_chunks_go_out_as_the_upstream_sent_them() -> None:
+    # Spacing, key order and unknown fields are the upstream's: nothing is re-encoded.
+    stream = (
+        b'data: {"choices": [ {"index": 0, "delta": {"content": "a"}, "x": [1, 2.50]} ],'
+        b' "usage" :  null, "weird": {"k": "v"}}\n\n' + content("b") + b"data: [DONE]\n\n"
+    )
+    for strip in (True, False):
+        for split in range(len(stream) + 1):
+            out, reader = read(stream, split, strip=strip)
+            assert out == stream
+            assert reader.texts() == ["ab"]
+            assert reader.usage() is None
+
+
+def test_usage_is_found_however_it_is_spaced_and_whatever_the_text_says() -> None:
+    text = 'he said "usage": {"prompt_tokens": 1} and "response.completed"'
+    usage = {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}
+    spaced = b'data: {"choices": [], "usage" : ' + msgspec.json.encode(usage) + b"}\n\n"
+    stream = content(text) + spaced + b"data: [DONE]\n\n"
+    for split in range(len(stream) + 1):
+        out, reader = read(stream, split, strip=True)
+        assert out == content(text) + b"data: [DONE]\n\n"
+        found = reader.usage()
+        assert found is not None
+        assert (found.prompt_tokens, found.completion_tokens) == (5, 1)
+        assert reader.texts() == [text]
