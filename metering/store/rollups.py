@@ -270,10 +270,14 @@ def changed_specs(
 
 
 def rollup_deltas(
-    events: Iterable[Event], specs: Mapping[str, RollupSpec]
+    events: Iterable[Event],
+    specs: Mapping[str, RollupSpec],
+    folder: GroupFolder[RollupKey] | None = None,
 ) -> GroupFolder[RollupKey]:
-    """Fold newly stored events into hour increments; codes without a spec are skipped."""
-    folder: GroupFolder[RollupKey] = GroupFolder()
+    """Fold newly stored events into hour increments (into ``folder`` if given, else a new
+    one, which is returned); codes without a spec are skipped."""
+    if folder is None:
+        folder = GroupFolder()
     dims_cache: dict[tuple[str | None, ...], str] = {}
     for event in events:
         spec = specs.get(event.code)

@@ -12,6 +12,7 @@ background (:mod:`~metering.store.sqlite_checkpoint`), so no commit waits for a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
@@ -33,11 +34,13 @@ from metering.ports import (
 )
 from metering.store import sqlite_query, sqlite_series
 from metering.store.codec import JsonCodec, to_micros
-from metering.store.rollups import RollupSpec, rollup_deltas, spec_for
+from metering.store.folding import GroupFolder
+from metering.store.rollups import RollupKey, RollupSpec, rollup_deltas, spec_for
 from metering.store.sqlite_checkpoint import Checkpointer
 from metering.store.sqlite_connection import (
     WriterBusy,
     connect,
+    in_thread,
     rollback,
     transaction_here,
     transaction_in_thread,
@@ -53,6 +56,7 @@ from metering.store.sqlite_events import (
 )
 from metering.store.sqlite_records import RecordTables
 from metering.store.sqlite_schema import migrate
+from metering.store.sqlite_tail import TailFolder, fold_tail, mark_folded
 
 __all__ = ["SQLiteStore"]
 
@@ -85,6 +89,7 @@ class SQLiteStore:
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._checkpointer: Checkpointer | None = None
+        self._tail: TailFolder | None = None
         self._write_lock = asyncio.Lock()
         # code -> spec its rollups are built with; mirrors rollup_specs, changed under the lock.
         self._specs: dict[str, RollupSpec] = {}
@@ -119,6 +124,9 @@ class SQLiteStore:
                 )
                 self._checkpointer.start()
                 self._checkpointer.wrote()  # what open() migrated or rebuilt
+                self._tail = TailFolder(self.fold)
+                self._tail.start()
+                self._tail.wrote()  # a tail left by a process that stopped before its fold
                 opened = True
             finally:
                 if not opened:
@@ -129,6 +137,7 @@ class SQLiteStore:
         async def reconcile(conn: aiosqlite.Connection) -> dict[str, RollupSpec | None]:
             current = await load_specs(conn)
             self._specs = current
+            await self._fold_in(conn)  # a tail left by an earlier process, under its specs
             metrics = await self._tables.metrics.all(conn)
             wanted = {m.code: spec_for(m, self._extra_keys) for m in metrics}
             changes = changed_specs(current, wanted)
@@ -139,7 +148,13 @@ class SQLiteStore:
         await self._write(reconcile, after_commit=self._apply_specs)
 
     async def close(self) -> None:
-        """Close the connections (idempotent), checkpointing the WAL first."""
+        """Close the connections (idempotent), folding the rollup tail and checkpointing first."""
+        tail, self._tail = self._tail, None
+        if tail is not None:
+            await tail.stop()
+            # Not needed for exactness (readers count the tail), only to leave it short.
+            with contextlib.suppress(StoreUnavailable):
+                await self.fold()
         writer, reader, checkpointer = self._writer, self._reader, self._checkpointer
         self._writer = self._reader = self._checkpointer = None
         if checkpointer is not None:
@@ -213,6 +228,7 @@ class SQLiteStore:
                 "SELECT code FROM metrics WHERE id = ?", (metric.id,)
             )
             old_codes = [row[0] for row in rows]
+            await self._fold_in(conn)  # rebuilds start from a wholly folded table
             await self._tables.metrics.put(conn, metric)
             wanted = {metric.code: spec_for(metric, self._extra_keys)}
             current = {metric.code: self._specs[metric.code]} if metric.code in self._specs else {}
@@ -320,45 +336,76 @@ class SQLiteStore:
 
     # -- events ------------------------------------------------------------------------------
     async def write_batches(self, batches: Sequence[EventBatch]) -> list[BatchResult]:
-        """Store the batches in one transaction, each atomically, with their rollups."""
+        """Store the batches in one transaction, each atomically.
+
+        A small write (up to 32 events: a few requests' usage) only inserts, on the loop's
+        thread, and leaves its rollups to the background fold (:mod:`sqlite_tail`). A larger
+        one runs on the connection's thread and folds the tail along with its own events.
+        """
         params = stored_params(batches, self._codec)
 
-        def write(db: sqlite3.Connection) -> list[BatchResult]:
+        def insert(db: sqlite3.Connection) -> tuple[list[BatchResult], list[Event]]:
             results: list[BatchResult] = []
             stored: list[Event] = []
             for number, (batch, rows) in enumerate(zip(batches, params, strict=True)):
                 result, inserted = write_batch(db, batch, rows, f"batch{number}")
                 results.append(result)
                 stored.extend(inserted)
+            return results, stored
+
+        def write_to_tail(db: sqlite3.Connection) -> list[BatchResult]:
+            return insert(db)[0]
+
+        def write_and_fold(db: sqlite3.Connection) -> list[BatchResult]:
             # Specs change only under the write lock, which is held while this runs.
-            add_rollups(db, rollup_deltas(stored, self._specs))
+            deltas: GroupFolder[RollupKey] = GroupFolder()
+            fold_tail(db, self._specs, self._codec, deltas)
+            results, stored = insert(db)
+            rollup_deltas(stored, self._specs, deltas)
+            add_rollups(db, deltas)
+            mark_folded(db)
             return results
 
-        # The hot path of every metered request: the whole transaction in one thread call.
         async with self._write_lock:
             conn = self._writer
             if conn is None:
                 raise StoreUnavailable("sqlite store is not open")
             with unavailable():
-                results = await self._write_events(conn, write, sum(map(len, params)))
+                results = None
+                if sum(map(len, params)) <= _WRITE_HERE_MAX_EVENTS:
+                    # The hand-over to the connection's thread would cost as much as this.
+                    with contextlib.suppress(WriterBusy):  # another process holds the lock
+                        results = transaction_here(
+                            conn, write_to_tail, busy_timeout_ms=self._busy_timeout_ms
+                        )
+                if results is None:
+                    # SQLite's own work (GIL released) overlaps with the loop's there.
+                    results = await transaction_in_thread(conn, write_and_fold)
+                elif self._tail is not None:
+                    self._tail.wrote()
             self._wrote()
             return results
 
-    async def _write_events(
-        self,
-        conn: aiosqlite.Connection,
-        write: Callable[[sqlite3.Connection], list[BatchResult]],
-        events: int,
-    ) -> list[BatchResult]:
-        # A small transaction (a few requests' usage) runs on the loop's thread: the hand-over
-        # to the connection's thread would cost as much as the write. Large ones go there, so
-        # SQLite's own work (GIL released) overlaps with the loop's.
-        if events <= _WRITE_HERE_MAX_EVENTS:
-            try:
-                return transaction_here(conn, write, busy_timeout_ms=self._busy_timeout_ms)
-            except WriterBusy:
-                pass  # another process holds the lock: wait for it off the loop
-        return await transaction_in_thread(conn, write)
+    async def fold(self) -> None:
+        """Fold the rollup tail now (the background task does this after small writes)."""
+        async with self._write_lock:
+            conn = self._writer
+            if conn is None:
+                raise StoreUnavailable("sqlite store is not open")
+            with unavailable():
+                await transaction_in_thread(conn, self._fold_all)
+            self._wrote()
+
+    def _fold_all(self, db: sqlite3.Connection) -> None:
+        # Under the write lock, in the open transaction (specs cannot change meanwhile).
+        deltas: GroupFolder[RollupKey] = GroupFolder()
+        if fold_tail(db, self._specs, self._codec, deltas):
+            add_rollups(db, deltas)
+            mark_folded(db)
+
+    async def _fold_in(self, conn: aiosqlite.Connection) -> None:
+        """Fold the tail inside the transaction open on ``conn`` (before a rebuild)."""
+        await in_thread(conn, self._fold_all)
 
     async def get_event(
         self, *, transaction_id: str, external_subscription_id: str | None = None

@@ -16,6 +16,7 @@ from metering.store.sqlite_events import decimal_functions
 __all__ = [
     "WriterBusy",
     "connect",
+    "in_thread",
     "rollback",
     "transaction_here",
     "transaction_in_thread",
@@ -88,6 +89,13 @@ def transaction_here(
     finally:
         db.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
     return _run_and_commit(db, op)
+
+
+async def in_thread(conn: aiosqlite.Connection, op: Callable[[sqlite3.Connection], T]) -> T:
+    """Run ``op`` on the connection's thread inside whatever transaction is open there."""
+    db: sqlite3.Connection = conn._conn  # aiosqlite's sqlite3 connection, as below
+    result: T = await conn._execute(op, db)  # type: ignore[no-untyped-call]
+    return result
 
 
 async def transaction_in_thread(

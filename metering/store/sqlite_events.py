@@ -196,8 +196,11 @@ async def rebuild_rollups(
         (code, spec.field_name, codec.encode_text(spec.keys)),
     )
     deltas: GroupFolder[RollupKey] = GroupFolder()
+    # Only the folded events: the tail (seq > folded_seq) is folded later under the new spec.
     async with conn.execute(
-        "SELECT external_subscription_id, ts, properties FROM events WHERE code = ?", (code,)
+        "SELECT external_subscription_id, ts, properties FROM events "
+        "WHERE code = ? AND seq <= (SELECT folded_seq FROM rollup_state)",
+        (code,),
     ) as cursor:
         async for subscription, ts, text in cursor:
             add_to_rollups(deltas, code, subscription, ts, codec.decode_properties(text), spec)

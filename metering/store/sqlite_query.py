@@ -24,6 +24,7 @@ from metering.store.rollups import (
     split_range,
 )
 from metering.store.sqlite_events import decode_spec
+from metering.store.sqlite_tail import outside
 
 __all__ = ["aggregate", "get_event", "list_events"]
 
@@ -76,10 +77,17 @@ _RAW_PART = (
 _SPEC_PART = (
     "SELECT 2, keys, field_name, NULL, NULL, NULL, NULL, NULL FROM rollup_specs WHERE code = ?"
 )
+# Events not yet folded into the rollups (sqlite_tail), with their timestamps: those inside
+# the raw ranges are counted there already.
+_TAIL_PART = (
+    "SELECT 3, properties, ts, NULL, NULL, NULL, NULL, NULL FROM events NOT INDEXED "
+    "WHERE seq > (SELECT folded_seq FROM rollup_state) "
+    "AND external_subscription_id = ? AND code = ? AND ts BETWEEN ? AND ?"
+)
 _ROLLUP_PARTS = 5
 _RAW_PARTS = 2
 _SPLIT_GROUPED, _SPLIT_ROWS = (
-    " UNION ALL ".join([part] * _ROLLUP_PARTS + [_RAW_PART] * _RAW_PARTS + [_SPEC_PART])
+    " UNION ALL ".join([part] * _ROLLUP_PARTS + [_RAW_PART] * _RAW_PARTS + [_SPEC_PART, _TAIL_PART])
     for part in (_GROUPED_PART, _ROW_PART)
 )
 
@@ -117,7 +125,7 @@ async def aggregate(
         params += (code, sub, grain, _MIN_TS if first is None else first, end)
     for first, last in list(split.raw) + [(1, 0)] * (_RAW_PARTS - len(split.raw)):
         params += (sub, code, first, last)
-    params.append(code)
+    params += (code, sub, code, low, high)
     try:
         rows = list(await conn.execute_fetchall(_SPLIT_GROUPED, params))
     except sqlite3.OperationalError as error:
@@ -128,7 +136,7 @@ async def aggregate(
     if recorded != [spec]:
         # The rollups were rebuilt under another spec since the caller looked: read raw.
         return await _raw(conn, query, low, high, codec)
-    return _fold_split(rows, query, spec, codec)
+    return _fold_split(rows, query, spec, split.raw, codec)
 
 
 def _texts(ctx: decimal.Context, number: Number | None, texts: str | None) -> Number:
@@ -146,7 +154,11 @@ def _highest(number: int | None, texts: str | None) -> Number | None:
 
 
 def _fold_split(
-    rows: Sequence[Any], query: AggregateQuery, spec: RollupSpec, codec: JsonCodec
+    rows: Sequence[Any],
+    query: AggregateQuery,
+    spec: RollupSpec,
+    raw: tuple[tuple[int, int], ...],
+    codec: JsonCodec,
 ) -> list[GroupAggregate]:
     project = DimsProjection(spec, query.group_keys)
     with_numbers = query.field_name is not None
@@ -165,7 +177,7 @@ def _fold_split(
                 )
             else:
                 folder.add_partial(group, events, 0, 0, None)
-        elif kind == 1:
+        elif kind == 1 or (kind == 3 and outside(events, raw)):  # a tail row: events = ts
             properties = codec.decode_properties(text)
             folder.add_event(
                 group_values(properties, query.group_keys),

@@ -89,6 +89,16 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "DELETE FROM rollups",
         "DELETE FROM rollup_specs",
     ),
+    # 3: small event writes leave their rollups to a later fold (sqlite_tail). Rollups hold
+    # exactly the events with seq <= folded_seq; readers add the later ones (the tail) raw.
+    # Every event stored so far is in the rollups.
+    (
+        """CREATE TABLE IF NOT EXISTS rollup_state (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            folded_seq INTEGER NOT NULL)""",
+        "INSERT OR REPLACE INTO rollup_state (id, folded_seq) "
+        "SELECT 1, coalesce(max(seq), 0) FROM events",
+    ),
 )
 
 #: The schema version this code writes and expects.

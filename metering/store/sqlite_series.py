@@ -26,6 +26,7 @@ from metering.store.rollups import (
 )
 from metering.store.series import SeriesKey, series_results, series_split, window_micros
 from metering.store.sqlite_events import decode_spec
+from metering.store.sqlite_tail import outside
 
 __all__ = ["aggregate_series"]
 
@@ -40,6 +41,13 @@ _RAW_PART = (
     "WHERE external_subscription_id = ? AND code = ? AND ts BETWEEN ? AND ?"
 )
 _SPEC_PART = "SELECT 2, NULL, keys, field_name, NULL, NULL, NULL FROM rollup_specs WHERE code = ?"
+# Events not yet folded into the rollups (sqlite_tail); those inside the raw ranges are
+# counted there already.
+_TAIL_PART = (
+    "SELECT 3, ts, properties, NULL, NULL, NULL, NULL FROM events NOT INDEXED "
+    "WHERE seq > (SELECT folded_seq FROM rollup_state) "
+    "AND external_subscription_id = ? AND code = ? AND ts BETWEEN ? AND ?"
+)
 _RAW = (
     "SELECT ts, properties FROM events "
     "WHERE external_subscription_id = ? AND code = ? AND ts BETWEEN ? AND ?"
@@ -87,20 +95,27 @@ async def aggregate_series(
         params += (code, sub, rollup_grain, _MIN_TS if first is None else first, end)
     for first, last in split.raw:
         params += (sub, code, first, last)
-    params.append(code)
+    params += (code, sub, code, low, high)
     sql = " UNION ALL ".join(
-        [_ROLLUP_PART] * len(split.rollups) + [_RAW_PART] * len(split.raw) + [_SPEC_PART]
+        [_ROLLUP_PART] * len(split.rollups)
+        + [_RAW_PART] * len(split.raw)
+        + [_SPEC_PART, _TAIL_PART]
     )
     rows = list(await conn.execute_fetchall(sql, params))
     recorded = [decode_spec(row[3], row[2]) for row in rows if row[0] == 2]
     if recorded != [spec]:
         # The rollups were rebuilt under another spec since the caller looked: read raw.
         return await _raw(conn, query, grain, low, high, codec)
-    return _fold(rows, query, spec, grain, codec)
+    return _fold(rows, query, spec, grain, tuple(split.raw), codec)
 
 
 def _fold(
-    rows: Sequence[Any], query: AggregateQuery, spec: RollupSpec, grain: int, codec: JsonCodec
+    rows: Sequence[Any],
+    query: AggregateQuery,
+    spec: RollupSpec,
+    grain: int,
+    raw: tuple[tuple[int, int], ...],
+    codec: JsonCodec,
 ) -> list[WindowAggregate]:
     project = DimsProjection(spec, query.group_keys)
     with_numbers = query.field_name is not None
@@ -121,7 +136,7 @@ def _fold(
                 )
             else:
                 folder.add_partial(key, events, 0, 0, None)
-        elif kind == 1:
+        elif kind == 1 or (kind == 3 and outside(moment, raw)):
             properties = codec.decode_properties(text)
             folder.add_event(
                 (bucket_start(moment, grain), group_values(properties, query.group_keys)),

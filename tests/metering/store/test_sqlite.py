@@ -160,6 +160,72 @@ async def test_background_checkpoints_copy_commits_into_the_database_file(db: Pa
     assert events_in_main_file(db) == 1000
 
 
+def tail_events(path: Path) -> int:
+    """Events stored after what the rollups hold (rollup_state.folded_seq)."""
+    with raw(path) as conn:
+        (count,) = conn.execute(
+            "SELECT count(*) FROM events WHERE seq > (SELECT folded_seq FROM rollup_state)"
+        ).fetchone()
+    return int(count)
+
+
+async def test_small_writes_count_at_once_and_reach_the_rollups_with_the_fold(db: Path) -> None:
+    async with opened(db) as store:
+        await store.put_metric(metric())
+        # One event per kind of range: partial edge hours, whole hours and a whole day.
+        for n, (ts, tokens) in enumerate(
+            [(at(minutes=10), 1), (at(hours=5), 10), (at(days=1, hours=3), 100), (at(days=2), 1000)]
+        ):
+            batch = EventBatch(events=(event(f"t{n}", ts=ts, properties={"tokens": tokens}),))
+            await store.write_batches([batch])
+        bounds = {"from_ts": at(minutes=5), "to_ts": at(days=2, minutes=30)}
+        assert tail_events(db) == 4
+        assert rollup_rows(db) == []  # nothing folded yet, and yet:
+        assert (await store.aggregate(query(**bounds)))[0].total == Decimal(1111)
+        await store.fold()
+        assert tail_events(db) == 0
+        assert sum(int(total) for *_, total in rollup_rows(db)) == 1111
+        assert (await store.aggregate(query(**bounds)))[0].total == Decimal(1111)
+        delete_raw_events(db)
+        # Whole hours and the whole day now come from rollups; the edges are gone with the rows.
+        assert (await store.aggregate(query(**bounds)))[0].total == Decimal(110)
+
+
+async def test_the_background_task_folds_the_tail_soon_after_small_writes(db: Path) -> None:
+    async with opened(db) as store:
+        await store.put_metric(metric())
+        await store.write_batches([EventBatch(events=(event("t1", ts=at(hours=1)),))])
+        for _ in range(100):
+            if tail_events(db) == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert tail_events(db) == 0
+        assert [events for _, events, _, _ in rollup_rows(db)] == [1]
+
+
+async def test_a_large_write_folds_the_tail_with_its_own_events(db: Path) -> None:
+    async with opened(db) as store:
+        await store.put_metric(metric())
+        await store.write_batches([EventBatch(events=(event("small", ts=at(hours=1)),))])
+        large = tuple(event(f"t{n}", ts=at(hours=1, minutes=n)) for n in range(40))
+        await store.write_batches([EventBatch(events=large)])
+        assert tail_events(db) == 0  # folded in the large write's transaction
+        assert [events for _, events, _, _ in rollup_rows(db)] == [41]
+
+
+async def test_another_process_small_writes_are_counted_and_folded(db: Path) -> None:
+    async with opened(db) as first, opened(db) as second:
+        await first.put_metric(metric())
+        await second.write_batches([EventBatch(events=(event("t1", ts=at(hours=1)),))])
+        # The tail is read from the file, so the first store counts the second's events...
+        assert (await first.aggregate(query()))[0].total == Decimal(10)
+        # ...and folds them, whoever wrote them.
+        await first.fold()
+        assert tail_events(db) == 0
+        assert (await second.aggregate(query()))[0].total == Decimal(10)
+        assert [events for _, events, _, _ in rollup_rows(db)] == [1]
+
+
 async def test_locked_database_raises_store_unavailable(db: Path) -> None:
     async with opened(db, busy_timeout=0.05) as store:
         with raw(db) as other:
@@ -189,6 +255,7 @@ async def test_whole_buckets_come_from_rollups_edges_from_events(db: Path) -> No
         await store.write_batches([EventBatch(events=events)])
         bounds = {"from_ts": at(minutes=30), "to_ts": at(days=3, hours=2, minutes=30)}
         assert (await store.aggregate(query(**bounds)))[0].total == Decimal(111111)
+        await store.fold()  # a small write: its rollups come with the fold
         delete_raw_events(db)
         # Whole hours and days still count: they were read from rollups, not from events.
         assert (await store.aggregate(query(**bounds)))[0].total == Decimal(11110)
@@ -214,6 +281,7 @@ async def test_whole_months_come_from_month_rollups(db: Path) -> None:
         await store.write_batches([EventBatch(events=events)])
         bounds = {"from_ts": at(days=-1), "to_ts": at(days=30, hours=1, minutes=30)}
         assert (await store.aggregate(query(**bounds)))[0].total == Decimal(11111)
+        await store.fold()  # a small write: its rollups come with the fold
         delete_raw_events(db)
         # Everything but the partial last hour was read from month, day and hour rollups.
         assert (await store.aggregate(query(**bounds)))[0].total == Decimal(1111)
@@ -237,6 +305,7 @@ async def test_sums_past_int64_stay_exact(db: Path) -> None:
         )
         await store.write_batches([EventBatch(events=events)])
         bounds = {"from_ts": at(days=1), "to_ts": at(days=6, microseconds=-1)}
+        await store.fold()  # a small write: its rollups come with the fold
         delete_raw_events(db)  # what is counted comes from rollups
         (result,) = await store.aggregate(query(**bounds))
     assert result.total == 3 * big + Decimal("7.25")
@@ -319,6 +388,7 @@ async def test_rollups_follow_extra_keys_and_metric_code_changes(db: Path) -> No
     async with opened(db) as store:
         await store.put_metric(metric(filters={"model": ["m"]}))
         await store.write_batches([EventBatch(events=(event("t1", properties=props),))])
+        await store.fold()  # a small write: its rollups come with the fold
         assert [dims for dims, *_ in rollup_rows(db)] == ['["m"]']
     async with opened(db, rollup_extra_keys=("key_id",)) as store:
         # Reopened with another extra key: rebuilt at open.
