@@ -67,7 +67,7 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
     bind_host = host or settings.server.host
     bind_port = settings.server.port if port is None else port
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(settings, preload_tokenizers=True),
         host=bind_host,
         port=bind_port,
         access_log=False,
