@@ -69,6 +69,7 @@ _GATEWAY_STATUS: dict[str, tuple[int, str]] = {
     "upstream_timeout": (504, "upstream_error"),
     "upstream_not_configured": (503, "upstream_error"),
     "overloaded": (503, "server_error"),
+    "internal": (500, "server_error"),
 }
 
 

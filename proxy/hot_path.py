@@ -15,6 +15,7 @@ client that disconnects mid-stream cancels the relay (which meters what was gene
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import msgspec
@@ -30,6 +31,8 @@ from proxy.state import Gateway
 from proxy.surfaces import CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES, Surface
 
 __all__ = ["PROXIED", "GatewayApp"]
+
+log = logging.getLogger("tallygate")
 
 #: The proxied paths (Litestar also answered them with a trailing slash).
 PROXIED: dict[str, Surface] = {
@@ -83,6 +86,14 @@ async def serve(
         reply = _error_reply(exc)
     except _Disconnected:
         return
+    except Exception:
+        # The app's outer boundary, as Litestar's exception middleware is for the other
+        # routes: a bug still answers in OpenAI's envelope (with a request id), and is logged.
+        log.exception("unexpected error serving %s", scope["path"])
+        failed = GatewayError(
+            "internal", "The gateway failed to handle the request.", code="internal_error"
+        )
+        reply = _error_reply(failed)
     if reply.stream is None:
         await _send_whole(send, reply)
     else:

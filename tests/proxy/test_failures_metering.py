@@ -244,3 +244,29 @@ def test_a_body_that_must_be_rewritten_but_cannot_be_read_is_a_400(
     assert response.status_code == 200
     forwarded = simulator.control.requests()[0]["body"]
     assert forwarded == (body[:-1] + appended).decode()
+
+
+async def test_an_unexpected_failure_answers_500_in_the_envelope_and_meters_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def upstream(request: httpx.Request) -> httpx.Response:
+        raise RuntimeError("a bug below the proxy, not a network error")
+
+    settings = demo_settings(
+        load_settings(env={}), upstream_url="http://up.test/v1", db=tmp_path / "u.db", port=0
+    )
+    app = create_app(settings, transport=httpx.MockTransport(upstream))
+    async with AsyncTestClient(app) as client:
+        gateway = client.app.state.gateway
+        issued = await issue_key(gateway.store, settings, customer="acme", now=gateway.clock())
+        response = await client.post(
+            "/v1/chat/completions",
+            json={"model": "gpt-4o", "messages": MESSAGES},
+            headers={"Authorization": f"Bearer {issued.secret}"},
+        )
+        assert response.status_code == 500
+        assert response.json()["error"]["type"] == "server_error"
+        assert response.json()["error"]["code"] == "internal_error"
+        assert response.headers["x-request-id"].startswith("req_")
+        assert await events_of(client) == []
+    assert "a bug below the proxy" in caplog.text  # logged with its traceback
