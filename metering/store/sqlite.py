@@ -62,8 +62,9 @@ __all__ = ["SQLiteStore"]
 
 T = TypeVar("T")
 
-#: Event writes up to this size run on the event loop's thread (see ``_write_events``).
-_WRITE_HERE_MAX_EVENTS = 32
+#: Event writes up to this size run on the event loop's thread, insert only (``write_batches``).
+#: 128 rather than 32: at c=64 a group commit is ~128 events (bench/RESULTS.md).
+_WRITE_HERE_MAX_EVENTS = 128
 
 
 class SQLiteStore:
@@ -338,9 +339,10 @@ class SQLiteStore:
     async def write_batches(self, batches: Sequence[EventBatch]) -> list[BatchResult]:
         """Store the batches in one transaction, each atomically.
 
-        A small write (up to 32 events: a few requests' usage) only inserts, on the loop's
-        thread, and leaves its rollups to the background fold (:mod:`sqlite_tail`). A larger
-        one runs on the connection's thread and folds the tail along with its own events.
+        A small write (up to 128 events: a few dozen requests' usage, or one Lago batch) only
+        inserts, on the loop's thread, and leaves its rollups to the background fold
+        (:mod:`sqlite_tail`). A larger one runs on the connection's thread and folds the tail
+        along with its own events.
         """
         params = stored_params(batches, self._codec)
 

@@ -207,10 +207,10 @@ async def test_a_large_write_folds_the_tail_with_its_own_events(db: Path) -> Non
     async with opened(db) as store:
         await store.put_metric(metric())
         await store.write_batches([EventBatch(events=(event("small", ts=at(hours=1)),))])
-        large = tuple(event(f"t{n}", ts=at(hours=1, minutes=n)) for n in range(40))
+        large = tuple(event(f"t{n}", ts=at(hours=1, seconds=n)) for n in range(200))
         await store.write_batches([EventBatch(events=large)])
         assert tail_events(db) == 0  # folded in the large write's transaction
-        assert [events for _, events, _, _ in rollup_rows(db)] == [41]
+        assert [events for _, events, _, _ in rollup_rows(db)] == [201]
 
 
 async def test_another_process_small_writes_are_counted_and_folded(db: Path) -> None:
