@@ -34,6 +34,7 @@ from metering.ports import (
 )
 from metering.store import sqlite_query, sqlite_series
 from metering.store.codec import JsonCodec, to_micros
+from metering.store.debounce import Debounced
 from metering.store.folding import GroupFolder
 from metering.store.rollups import RollupKey, RollupSpec, rollup_deltas, spec_for
 from metering.store.sqlite_checkpoint import Checkpointer
@@ -56,7 +57,7 @@ from metering.store.sqlite_events import (
 )
 from metering.store.sqlite_records import RecordTables
 from metering.store.sqlite_schema import migrate
-from metering.store.sqlite_tail import TailFolder, fold_tail, mark_folded
+from metering.store.sqlite_tail import fold_tail, mark_folded
 
 __all__ = ["SQLiteStore"]
 
@@ -90,7 +91,7 @@ class SQLiteStore:
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._checkpointer: Checkpointer | None = None
-        self._tail: TailFolder | None = None
+        self._tail: Debounced | None = None
         self._write_lock = asyncio.Lock()
         # code -> spec its rollups are built with; mirrors rollup_specs, changed under the lock.
         self._specs: dict[str, RollupSpec] = {}
@@ -125,9 +126,11 @@ class SQLiteStore:
                 )
                 self._checkpointer.start()
                 self._checkpointer.wrote()  # what open() migrated or rebuilt
-                self._tail = TailFolder(self.fold)
+                self._tail = Debounced(
+                    self._fold_in_background, interval=0.05, name="tallygate-rollup-fold"
+                )
                 self._tail.start()
-                self._tail.wrote()  # a tail left by a process that stopped before its fold
+                self._tail.poke()  # a tail left by a process that stopped before its fold
                 opened = True
             finally:
                 if not opened:
@@ -384,7 +387,7 @@ class SQLiteStore:
                     # SQLite's own work (GIL released) overlaps with the loop's there.
                     results = await transaction_in_thread(conn, write_and_fold)
                 elif self._tail is not None:
-                    self._tail.wrote()
+                    self._tail.poke()
             self._wrote()
             return results
 
@@ -397,6 +400,14 @@ class SQLiteStore:
             with unavailable():
                 await transaction_in_thread(conn, self._fold_all)
             self._wrote()
+
+    async def _fold_in_background(self) -> bool:
+        try:
+            await self.fold()
+        except StoreUnavailable:
+            # Locked by another process, or I/O: readers still count the tail; try again.
+            return False
+        return True
 
     def _fold_all(self, db: sqlite3.Connection) -> None:
         # Under the write lock, in the open transaction (specs cannot change meanwhile).

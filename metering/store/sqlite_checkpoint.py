@@ -15,11 +15,11 @@ not a checkpoint has copied it yet.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import sqlite3
 
 import aiosqlite
+
+from metering.store.debounce import Debounced
 
 __all__ = ["Checkpointer"]
 
@@ -28,53 +28,42 @@ class Checkpointer:
     """Runs ``PRAGMA wal_checkpoint(PASSIVE)`` after writes, at most once per ``interval`` s.
 
     :meth:`wrote` is called after every commit; it only sets a flag. A failed checkpoint (a
-    lock held by another process, an I/O error) is counted in :attr:`failures` and retried
-    after the next write: the commits themselves never depend on it.
+    lock held by another process, an I/O error) is counted in :attr:`failures` and tried again
+    later: the commits themselves never depend on it.
     """
 
     def __init__(self, conn: aiosqlite.Connection, *, interval: float = 0.25) -> None:
         self._conn = conn
-        self._interval = interval
-        self._dirty = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        # Pages written again between two checkpoints are copied once, not per commit.
+        self._schedule = Debounced(
+            self.checkpoint, interval=interval, name="tallygate-sqlite-checkpoint"
+        )
         self.checkpoints = 0
         self.failures = 0
 
     def start(self) -> None:
         """Start the background task (once)."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="tallygate-sqlite-checkpoint")
+        self._schedule.start()
 
     def wrote(self) -> None:
         """Note that a transaction was committed (cheap: called on the hot path)."""
-        self._dirty.set()
+        self._schedule.poke()
 
-    async def checkpoint(self) -> None:
-        """Copy what the WAL holds into the database file now (PASSIVE)."""
+    async def checkpoint(self) -> bool:
+        """Copy what the WAL holds into the database file now (PASSIVE); whether it could."""
         try:
             await self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
         except sqlite3.Error:
             # Busy (another process checkpoints) or I/O: the WAL keeps the data; retry later.
             self.failures += 1
-        else:
-            self.checkpoints += 1
+            return False
+        self.checkpoints += 1
+        return True
 
     async def stop(self) -> None:
         """End the task, then checkpoint what is left, and close the connection."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._schedule.stop()
         try:
             await self.checkpoint()
         finally:
             await self._conn.close()
-
-    async def _run(self) -> None:
-        while True:
-            await self._dirty.wait()
-            self._dirty.clear()
-            await self.checkpoint()
-            # Pages written again before the next checkpoint are copied once, not per commit.
-            await asyncio.sleep(self._interval)

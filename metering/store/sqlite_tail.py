@@ -17,17 +17,14 @@ events table is: append-only, so ``seq`` (its rowid) only grows.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import sqlite3
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 
-from metering.errors import StoreUnavailable
 from metering.store.codec import JsonCodec
 from metering.store.folding import GroupFolder
 from metering.store.rollups import RollupKey, RollupSpec, add_to_rollups
 
-__all__ = ["TailFolder", "fold_tail", "mark_folded", "outside"]
+__all__ = ["fold_tail", "mark_folded", "outside"]
 
 # Readers select the tail as ``FROM events NOT INDEXED WHERE seq > (SELECT folded_seq FROM
 # rollup_state) AND ...``: NOT INDEXED keeps SQLite on the rowid range (the few hundred rows
@@ -68,48 +65,3 @@ def outside(ts: int, ranges: tuple[tuple[int, int], ...]) -> bool:
     """Whether ``ts`` lies in none of the inclusive ``ranges`` (a reader's raw edge ranges,
     which already count every event, folded or not)."""
     return all(not low <= ts <= high for low, high in ranges)
-
-
-class TailFolder:
-    """Runs ``fold`` in the background after small writes, at most once per ``interval`` s.
-
-    ``fold`` is the store's fold transaction; a failure (a lock held by another process, I/O)
-    leaves the tail where it is, and readers still count it, so it is simply tried again after
-    the next write.
-    """
-
-    def __init__(self, fold: Callable[[], Awaitable[None]], *, interval: float = 0.05) -> None:
-        self._fold = fold
-        self._interval = interval
-        self._pending = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self.failures = 0
-
-    def start(self) -> None:
-        """Start the background task (once)."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="tallygate-rollup-fold")
-
-    def wrote(self) -> None:
-        """Note that events went to the tail (cheap: called on the hot path)."""
-        self._pending.set()
-
-    async def stop(self) -> None:
-        """End the task (the caller folds what is left, if it wants to)."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _run(self) -> None:
-        while True:
-            await self._pending.wait()
-            # Let a burst of requests add to the tail, then fold it in one transaction.
-            await asyncio.sleep(self._interval)
-            self._pending.clear()
-            try:
-                await self._fold()
-            except (StoreUnavailable, sqlite3.Error, OSError):
-                self.failures += 1
-                self._pending.set()

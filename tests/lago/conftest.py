@@ -17,6 +17,21 @@ from proxy.background import BackgroundServer
 ADMIN_KEY = "admin-test-key"
 
 
+#: The keys of an event object in Lago's answers, in Lago's order.
+LAGO_EVENT_KEYS = (
+    "lago_id",
+    "transaction_id",
+    "lago_customer_id",
+    "lago_subscription_id",
+    "external_subscription_id",
+    "code",
+    "timestamp",
+    "precise_total_amount_cents",
+    "properties",
+    "created_at",
+)
+
+
 class AdminGateway:
     """A running gateway and how to reach its admin API."""
 

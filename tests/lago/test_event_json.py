@@ -11,19 +11,9 @@ from hypothesis import strategies as st
 
 from metering.formats import format_timestamp_ms
 from proxy.lago.event_json import EventIds, timestamp_ms
+from tests.lago.conftest import LAGO_EVENT_KEYS
 
-_KEYS = [
-    "lago_id",
-    "transaction_id",
-    "lago_customer_id",
-    "lago_subscription_id",
-    "external_subscription_id",
-    "code",
-    "timestamp",
-    "precise_total_amount_cents",
-    "properties",
-    "created_at",
-]
+_KEYS = list(LAGO_EVENT_KEYS)
 
 
 @given(st.datetimes(timezones=st.just(UTC)))

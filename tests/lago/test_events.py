@@ -10,7 +10,7 @@ from lago_python_client.client import Client
 from lago_python_client.exceptions import LagoApiError
 from lago_python_client.models import BatchEvent, Event
 
-from tests.lago.conftest import AdminGateway
+from tests.lago.conftest import LAGO_EVENT_KEYS, AdminGateway
 
 
 def _event(transaction_id: str, **extra: Any) -> dict[str, Any]:
@@ -51,18 +51,7 @@ def test_response_fields_and_decimal_text(http: httpx.Client) -> None:
     )
     assert response.status_code == 200
     event = response.json()["event"]
-    assert set(event) == {
-        "lago_id",
-        "transaction_id",
-        "lago_customer_id",
-        "lago_subscription_id",
-        "external_subscription_id",
-        "code",
-        "timestamp",
-        "precise_total_amount_cents",
-        "properties",
-        "created_at",
-    }
+    assert set(event) == set(LAGO_EVENT_KEYS)
     assert event["timestamp"] == "2022-04-29T13:59:51.123Z"
     assert b'"tokens":12.0' in response.content  # the number keeps its text
     stored = http.get("/events/t-1")
