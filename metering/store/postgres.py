@@ -25,13 +25,12 @@ from typing import TypeVar
 import asyncpg
 
 from metering.errors import StoreUnavailable
-from metering.models import ApiKey, BillableMetric, Customer, Event, Plan, Subscription
+from metering.models import BillableMetric, Event
 from metering.ports import (
     AggregateQuery,
     BatchResult,
     EventBatch,
     GroupAggregate,
-    Page,
     Window,
     WindowAggregate,
 )
@@ -40,6 +39,7 @@ from metering.store.codec import JsonCodec, to_micros
 from metering.store.postgres_events import load_specs, rebuild_rollups, write_group
 from metering.store.postgres_records import PgRecordTables
 from metering.store.postgres_schema import SPEC_LOCK, Conn, lock_sql, migrate
+from metering.store.record_facade import RecordFacade
 from metering.store.rollups import RollupSpec, changed_specs, spec_for
 
 __all__ = ["PostgresStore"]
@@ -67,7 +67,7 @@ def _unavailable() -> Iterator[None]:
         raise StoreUnavailable(f"postgresql: {exc}") from exc
 
 
-class PostgresStore:
+class PostgresStore(RecordFacade[Conn]):
     """The PostgreSQL adapter; see the module docstring.
 
     ``dsn`` is a ``postgresql://`` URL (asyncpg passes unknown query parameters, such as
@@ -197,17 +197,6 @@ class PostgresStore:
 
         await self._write(put)
 
-    async def get_metric(self, *, id: str | None = None, code: str | None = None) -> BillableMetric:
-        """The metric by id or code (both must match when both are given)."""
-        where = _where(id=id, code=code)
-        return await self._read(lambda conn: self._tables.metrics.get(conn, where))
-
-    async def list_metrics(self, *, page: int = 1, per_page: int = 100) -> Page[BillableMetric]:
-        """Metrics in creation order."""
-        return await self._read(
-            lambda c: self._tables.metrics.page(c, page=page, per_page=per_page)
-        )
-
     async def delete_metric(self, id: str) -> None:
         """Remove a metric and its code's rollups (its events stay)."""
 
@@ -218,75 +207,6 @@ class PostgresStore:
             await self._respec(conn, [code])
 
         await self._write(delete)
-
-    # -- plans -------------------------------------------------------------------------------
-    async def put_plan(self, plan: Plan) -> None:
-        """Insert or replace a plan (with its charges); its code is unique."""
-        await self._write(lambda conn: self._tables.plans.put(conn, plan))
-
-    async def get_plan(self, *, id: str | None = None, code: str | None = None) -> Plan:
-        """The plan by id or code."""
-        where = _where(id=id, code=code)
-        return await self._read(lambda conn: self._tables.plans.get(conn, where))
-
-    async def list_plans(self, *, page: int = 1, per_page: int = 100) -> Page[Plan]:
-        """Plans in creation order."""
-        return await self._read(lambda c: self._tables.plans.page(c, page=page, per_page=per_page))
-
-    async def delete_plan(self, id: str) -> None:
-        """Remove a plan."""
-        await self._write(lambda conn: self._tables.plans.delete(conn, "id", id))
-
-    # -- customers ---------------------------------------------------------------------------
-    async def put_customer(self, customer: Customer) -> None:
-        """Insert or replace a customer; its external id is unique."""
-        await self._write(lambda conn: self._tables.customers.put(conn, customer))
-
-    async def get_customer(self, *, external_id: str) -> Customer:
-        """The customer by external id."""
-        where = {"external_id": external_id}
-        return await self._read(lambda conn: self._tables.customers.get(conn, where))
-
-    async def list_customers(self, *, page: int = 1, per_page: int = 100) -> Page[Customer]:
-        """Customers in creation order."""
-        return await self._read(
-            lambda c: self._tables.customers.page(c, page=page, per_page=per_page)
-        )
-
-    async def delete_customer(self, external_id: str) -> None:
-        """Remove a customer by external id."""
-        await self._write(
-            lambda conn: self._tables.customers.delete(conn, "external_id", external_id)
-        )
-
-    # -- subscriptions -----------------------------------------------------------------------
-    async def put_subscription(self, subscription: Subscription) -> None:
-        """Insert or replace a subscription."""
-        await self._write(lambda conn: self._tables.subscriptions.put(conn, subscription))
-
-    async def get_subscription(self, *, external_id: str) -> Subscription:
-        """The newest subscription with this external id."""
-        where = {"external_id": external_id}
-        return await self._read(
-            lambda conn: self._tables.subscriptions.get(conn, where, newest=True)
-        )
-
-    async def list_subscriptions(
-        self,
-        *,
-        external_customer_id: str | None = None,
-        plan_code: str | None = None,
-        statuses: Sequence[str] = (),
-        page: int = 1,
-        per_page: int = 100,
-    ) -> Page[Subscription]:
-        """Subscriptions in creation order, optionally filtered."""
-        where = _where(external_customer_id=external_customer_id, plan_code=plan_code, empty=True)
-        return await self._read(
-            lambda conn: self._tables.subscriptions.page(
-                conn, where=where, any_of=("status", statuses), page=page, per_page=per_page
-            )
-        )
 
     # -- events ------------------------------------------------------------------------------
     async def write_batches(self, batches: Sequence[EventBatch]) -> list[BatchResult]:
@@ -357,25 +277,3 @@ class PostgresStore:
                 high=to_micros(to_ts),
             )
         )
-
-    # -- api keys ----------------------------------------------------------------------------
-    async def put_key(self, key: ApiKey) -> None:
-        """Insert or replace a key; its hash is unique."""
-        await self._write(lambda conn: self._tables.keys.put(conn, key))
-
-    async def get_key(self, *, id: str | None = None, key_hash: str | None = None) -> ApiKey:
-        """The key by id or hash."""
-        where = _where(id=id, key_hash=key_hash)
-        return await self._read(lambda conn: self._tables.keys.get(conn, where))
-
-    async def list_keys(self) -> list[ApiKey]:
-        """Every key, newest first."""
-        return await self._read(lambda conn: self._tables.keys.all(conn, newest_first=True))
-
-
-def _where(*, empty: bool = False, **given: str | None) -> dict[str, str]:
-    """The given lookups as ``column -> value``; at least one unless ``empty`` is allowed."""
-    where = {column: value for column, value in given.items() if value is not None}
-    if not where and not empty:
-        raise ValueError(f"give one of: {', '.join(given)}")
-    return where

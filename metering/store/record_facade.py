@@ -1,0 +1,193 @@
+"""The record half of the Store protocol, the same for both SQL adapters.
+
+Plans, customers, subscriptions, API keys and metric reads are each one call on the adapter's
+record table inside its read or write plumbing: the SQLite and PostgreSQL adapters wrote the
+same twenty methods, line for line. They differ only in their connection type, their tables
+(:mod:`sqlite_records`, :mod:`postgres_records`) and how ``_read``/``_write`` obtain a
+connection, which is what :class:`RecordFacade` leaves to them. Metric writes stay in each
+adapter: they rebuild rollups their own way.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, Protocol, TypeVar
+
+from metering.models import ApiKey, BillableMetric, Customer, Plan, Subscription
+from metering.ports import Page
+
+__all__ = ["RecordFacade", "RecordTableLike", "RecordTablesLike", "where"]
+
+C = TypeVar("C")
+C_contra = TypeVar("C_contra", contravariant=True)
+R = TypeVar("R")
+T = TypeVar("T")
+
+
+class RecordTableLike(Protocol[C_contra, R]):
+    """One record table of an adapter (``sqlite_records.RecordTable`` and its PG twin)."""
+
+    async def put(self, conn: C_contra, record: R) -> None:
+        """Insert or replace by id."""
+
+    async def get(self, conn: C_contra, where: dict[str, str], *, newest: bool = False) -> R:
+        """The record matching ``where``."""
+
+    async def page(
+        self,
+        conn: C_contra,
+        *,
+        where: dict[str, str] | None = None,
+        any_of: tuple[str, Sequence[str]] | None = None,
+        page: int = 1,
+        per_page: int = 100,
+    ) -> Page[R]:
+        """One page in creation order."""
+
+    async def all(self, conn: C_contra, *, newest_first: bool = False) -> list[R]:
+        """Every record."""
+
+    async def delete(self, conn: C_contra, column: str, value: str) -> None:
+        """Delete by ``column = value``."""
+
+
+class RecordTablesLike(Protocol[C_contra]):
+    """The five record tables of an adapter."""
+
+    @property
+    def metrics(self) -> RecordTableLike[C_contra, BillableMetric]:
+        """Billable metrics."""
+
+    @property
+    def plans(self) -> RecordTableLike[C_contra, Plan]:
+        """Plans."""
+
+    @property
+    def customers(self) -> RecordTableLike[C_contra, Customer]:
+        """Customers."""
+
+    @property
+    def subscriptions(self) -> RecordTableLike[C_contra, Subscription]:
+        """Subscriptions."""
+
+    @property
+    def keys(self) -> RecordTableLike[C_contra, ApiKey]:
+        """API keys."""
+
+
+def where(*, empty: bool = False, **given: str | None) -> dict[str, str]:
+    """The given lookups as ``column -> value``; at least one unless ``empty`` is allowed."""
+    found = {column: value for column, value in given.items() if value is not None}
+    if not found and not empty:
+        raise ValueError(f"give one of: {', '.join(given)}")
+    return found
+
+
+class RecordFacade(Generic[C]):
+    """Store methods for records, over an adapter's tables and its ``_read``/``_write``."""
+
+    _tables: RecordTablesLike[C]
+
+    @abstractmethod
+    async def _read(self, op: Callable[[C], Awaitable[T]]) -> T:
+        """Run ``op`` on a connection for reading."""
+
+    @abstractmethod
+    async def _write(self, op: Callable[[C], Awaitable[T]]) -> T:
+        """Run ``op`` in one write transaction."""
+
+    # -- billable metrics (reads; writes rebuild rollups in each adapter) --------------------
+    async def get_metric(self, *, id: str | None = None, code: str | None = None) -> BillableMetric:
+        """The metric by id or code (both must match when both are given)."""
+        lookup = where(id=id, code=code)
+        return await self._read(lambda conn: self._tables.metrics.get(conn, lookup))
+
+    async def list_metrics(self, *, page: int = 1, per_page: int = 100) -> Page[BillableMetric]:
+        """Metrics in creation order."""
+        return await self._read(
+            lambda c: self._tables.metrics.page(c, page=page, per_page=per_page)
+        )
+
+    # -- plans -------------------------------------------------------------------------------
+    async def put_plan(self, plan: Plan) -> None:
+        """Insert or replace a plan (with its charges); its code is unique."""
+        await self._write(lambda conn: self._tables.plans.put(conn, plan))
+
+    async def get_plan(self, *, id: str | None = None, code: str | None = None) -> Plan:
+        """The plan by id or code."""
+        lookup = where(id=id, code=code)
+        return await self._read(lambda conn: self._tables.plans.get(conn, lookup))
+
+    async def list_plans(self, *, page: int = 1, per_page: int = 100) -> Page[Plan]:
+        """Plans in creation order."""
+        return await self._read(lambda c: self._tables.plans.page(c, page=page, per_page=per_page))
+
+    async def delete_plan(self, id: str) -> None:
+        """Remove a plan."""
+        await self._write(lambda conn: self._tables.plans.delete(conn, "id", id))
+
+    # -- customers ---------------------------------------------------------------------------
+    async def put_customer(self, customer: Customer) -> None:
+        """Insert or replace a customer; its external id is unique."""
+        await self._write(lambda conn: self._tables.customers.put(conn, customer))
+
+    async def get_customer(self, *, external_id: str) -> Customer:
+        """The customer by external id."""
+        lookup = {"external_id": external_id}
+        return await self._read(lambda conn: self._tables.customers.get(conn, lookup))
+
+    async def list_customers(self, *, page: int = 1, per_page: int = 100) -> Page[Customer]:
+        """Customers in creation order."""
+        return await self._read(
+            lambda c: self._tables.customers.page(c, page=page, per_page=per_page)
+        )
+
+    async def delete_customer(self, external_id: str) -> None:
+        """Remove a customer by external id."""
+        await self._write(
+            lambda conn: self._tables.customers.delete(conn, "external_id", external_id)
+        )
+
+    # -- subscriptions -----------------------------------------------------------------------
+    async def put_subscription(self, subscription: Subscription) -> None:
+        """Insert or replace a subscription."""
+        await self._write(lambda conn: self._tables.subscriptions.put(conn, subscription))
+
+    async def get_subscription(self, *, external_id: str) -> Subscription:
+        """The newest subscription with this external id."""
+        lookup = {"external_id": external_id}
+        return await self._read(
+            lambda conn: self._tables.subscriptions.get(conn, lookup, newest=True)
+        )
+
+    async def list_subscriptions(
+        self,
+        *,
+        external_customer_id: str | None = None,
+        plan_code: str | None = None,
+        statuses: Sequence[str] = (),
+        page: int = 1,
+        per_page: int = 100,
+    ) -> Page[Subscription]:
+        """Subscriptions in creation order, optionally filtered."""
+        lookup = where(external_customer_id=external_customer_id, plan_code=plan_code, empty=True)
+        return await self._read(
+            lambda conn: self._tables.subscriptions.page(
+                conn, where=lookup, any_of=("status", statuses), page=page, per_page=per_page
+            )
+        )
+
+    # -- api keys ----------------------------------------------------------------------------
+    async def put_key(self, key: ApiKey) -> None:
+        """Insert or replace a key; its hash is unique."""
+        await self._write(lambda conn: self._tables.keys.put(conn, key))
+
+    async def get_key(self, *, id: str | None = None, key_hash: str | None = None) -> ApiKey:
+        """The key by id or hash."""
+        lookup = where(id=id, key_hash=key_hash)
+        return await self._read(lambda conn: self._tables.keys.get(conn, lookup))
+
+    async def list_keys(self) -> list[ApiKey]:
+        """Every key, newest first."""
+        return await self._read(lambda conn: self._tables.keys.all(conn, newest_first=True))
