@@ -129,8 +129,8 @@ class SQLiteStore(RecordFacade[aiosqlite.Connection]):
                 self._tail = Debounced(
                     self._fold_in_background, interval=0.05, name="tallygate-rollup-fold"
                 )
+                # A tail left by an earlier process was folded by _reconcile_rollups above.
                 self._tail.start()
-                self._tail.poke()  # a tail left by a process that stopped before its fold
                 opened = True
             finally:
                 if not opened:

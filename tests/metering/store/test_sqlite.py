@@ -213,6 +213,20 @@ async def test_a_large_write_folds_the_tail_with_its_own_events(db: Path) -> Non
         assert [events for _, events, _, _ in rollup_rows(db)] == [201]
 
 
+async def test_open_folds_a_tail_left_by_a_killed_process(db: Path) -> None:
+    async with opened(db) as store:
+        await store.put_metric(metric())
+        await store.write_batches([EventBatch(events=(event("t1", ts=at(hours=1)),))])
+    with raw(db) as conn:  # what a process killed before its fold leaves behind
+        conn.execute("DELETE FROM rollups")
+        conn.execute("UPDATE rollup_state SET folded_seq = 0")
+    assert tail_events(db) == 1
+    async with opened(db) as store:
+        assert tail_events(db) == 0  # folded while opening, before any write
+        assert [events for _, events, _, _ in rollup_rows(db)] == [1]
+        assert (await store.aggregate(query()))[0].events == 1
+
+
 async def test_another_process_small_writes_are_counted_and_folded(db: Path) -> None:
     async with opened(db) as first, opened(db) as second:
         await first.put_metric(metric())
