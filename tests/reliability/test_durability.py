@@ -13,10 +13,8 @@ import httpx
 import pytest
 
 from proxy.simulator import SimulatorServer
-from proxy.simulator.config import SimulatorConfig
 from tests.reliability.clients import Seen, chat, metered_matches
 from tests.reliability.support import (
-    UPSTREAM_KEY,
     ServedGateway,
     served_gateway,
     until,
@@ -24,12 +22,6 @@ from tests.reliability.support import (
 )
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def simulator() -> Iterator[SimulatorServer]:
-    with SimulatorServer(SimulatorConfig(api_key=UPSTREAM_KEY)) as sim:
-        yield sim
 
 
 @contextlib.contextmanager

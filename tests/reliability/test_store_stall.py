@@ -16,17 +16,10 @@ import httpx
 import pytest
 
 from proxy.simulator import SimulatorServer
-from proxy.simulator.config import SimulatorConfig
 from tests.reliability.clients import Seen, chat, metered_matches
-from tests.reliability.support import UPSTREAM_KEY, served_gateway, until, usage_by_request
+from tests.reliability.support import served_gateway, until, usage_by_request
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def simulator() -> Iterator[SimulatorServer]:
-    with SimulatorServer(SimulatorConfig(api_key=UPSTREAM_KEY)) as sim:
-        yield sim
 
 
 @contextlib.contextmanager
