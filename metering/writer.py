@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import types
 from collections import deque
-from typing import NamedTuple
+from collections.abc import Coroutine, Generator
+from typing import Any, NamedTuple, cast
 
 from metering.errors import StoreUnavailable
 from metering.ports import BatchResult, EventBatch, Store
@@ -152,44 +154,104 @@ class EventWriter:
         batches = [p.batch for p in group]
         failures = 0
         while True:
-            write = asyncio.ensure_future(self._store.write_batches(batches))
+            # The write's first step runs here, in this task: a store that commits without
+            # suspending (SQLite's small writes on the loop's thread, the memory store) then
+            # costs no task and no loop turns. A write that suspends goes on in a task.
+            write = self._store.write_batches(batches)
             try:
-                # wait() never raises the write's own error: it is inspected below, and any
-                # failure that is not retried reaches the group's callers through _settle.
-                await asyncio.wait([write])
-            except asyncio.CancelledError:
-                # The write goes on: its outcome still settles the group.
-                write.add_done_callback(functools.partial(self._settle, group))
-                raise
-            error = None if write.cancelled() else write.exception()
-            if not isinstance(error, StoreUnavailable):
+                suspended_on = write.send(None)
+            except StopIteration as done:
                 self._stalled = False
-                self._settle(group, write)
+                self._settle(group, done.value, None)
                 return
+            except StoreUnavailable as exc:
+                error: BaseException = exc
+            except Exception as exc:  # noqa: BLE001 - any other failure is the group's callers'
+                self._settle(group, None, exc)
+                return
+            else:
+                error_or_none = await self._finish_in_task(group, _resume(write, suspended_on))
+                if error_or_none is None:
+                    return
+                error = error_or_none
             # The transaction rolled back: nothing of the group is written, so a retry is safe
             # (and the events' transaction ids make it idempotent anyway).
             failures += 1
             if self._stopping and failures > self._stop_retries:
-                self._settle(group, write)
+                self._settle(group, None, error)
                 return
             self._stalled = True
             try:
                 await asyncio.sleep(min(1.0, 0.05 * 2 ** min(failures, 5)))
             except asyncio.CancelledError:
-                self._settle(group, write)
+                self._settle(group, None, error)
                 raise
 
-    def _settle(self, group: list[_Pending], write: asyncio.Future[list[BatchResult]]) -> None:
-        self._pending_events -= sum(len(p.batch.events) for p in group)
-        if write.cancelled():
-            error: BaseException | None = StoreUnavailable("event write cancelled")
+    async def _finish_in_task(
+        self, group: list[_Pending], write: Coroutine[Any, Any, list[BatchResult]]
+    ) -> StoreUnavailable | None:
+        """Let a suspended write finish in its own task; its StoreUnavailable (to retry) or
+        None once the group is settled."""
+        task = asyncio.ensure_future(write)
+        try:
+            # wait() never raises the write's own error: it is inspected below.
+            await asyncio.wait([task])
+        except asyncio.CancelledError:
+            # The write goes on: its outcome still settles the group.
+            task.add_done_callback(functools.partial(self._settle_from, group))
+            raise
+        error = None if task.cancelled() else task.exception()
+        if isinstance(error, StoreUnavailable):
+            return error
+        self._stalled = False
+        self._settle_from(group, task)
+        return None
+
+    def _settle_from(self, group: list[_Pending], task: asyncio.Future[list[BatchResult]]) -> None:
+        if task.cancelled():
+            self._settle(group, None, StoreUnavailable("event write cancelled"))
+        elif (error := task.exception()) is not None:
+            self._settle(group, None, error)
         else:
-            error = write.exception()
-        if error is not None:
+            self._settle(group, task.result(), None)
+
+    def _settle(
+        self,
+        group: list[_Pending],
+        results: list[BatchResult] | None,
+        error: BaseException | None,
+    ) -> None:
+        """Hand each caller its batch's result, or the error of the group's write."""
+        self._pending_events -= sum(len(p.batch.events) for p in group)
+        if results is None:
             for pending in group:
                 if not pending.done.done():
-                    pending.done.set_exception(error)
+                    pending.done.set_exception(error or StoreUnavailable("event write failed"))
             return
-        for pending, result in zip(group, write.result(), strict=True):
+        for pending, result in zip(group, results, strict=True):
             if not pending.done.done():
                 pending.done.set_result(result)
+
+
+@types.coroutine
+def _resume(
+    coro: Coroutine[Any, Any, list[BatchResult]], suspended_on: Any
+) -> Generator[Any, Any, list[BatchResult]]:
+    """Drive a coroutine whose first step already ran from where it suspended (what a task
+    does, minus that first step; Python 3.12's eager tasks do the same)."""
+    while True:
+        try:
+            sent = yield suspended_on
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:  # noqa: BLE001 - cancellation and all: the coroutine's
+            try:
+                suspended_on = coro.throw(exc)
+            except StopIteration as done:
+                return cast("list[BatchResult]", done.value)
+        else:
+            try:
+                suspended_on = coro.send(sent)
+            except StopIteration as done:
+                return cast("list[BatchResult]", done.value)

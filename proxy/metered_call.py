@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -56,8 +55,9 @@ class MeteredCall:
     async def record(self, usage: TokenUsage) -> None:
         """Commit the usage as events; returns once they are durable.
 
-        Shielded: a client that disconnects while this runs cancels the request, not the
-        write, so generated tokens are billed even when nobody reads them.
+        A client that disconnects while this runs cancels the request, not the write (the
+        writer keeps what was submitted), so generated tokens are billed even when nobody
+        reads them.
         """
         events = usage_events(
             request_id=self.request_id,
@@ -70,12 +70,11 @@ class MeteredCall:
         )
         if not events:
             return
-        write = asyncio.ensure_future(
-            self.gateway.writer.submit(
-                EventBatch(events=events, policy=DuplicatePolicy.SKIP), admitted=True
-            )
+        # No task or shield around this: submit queues the batch before its first await, and
+        # a cancelled caller does not withdraw it.
+        await self.gateway.writer.submit(
+            EventBatch(events=events, policy=DuplicatePolicy.SKIP), admitted=True
         )
-        await asyncio.shield(write)
 
     async def estimate(self, completion_texts: list[str]) -> TokenUsage:
         """The tiktoken fallback when the upstream reported no usage (flagged as estimated)."""
