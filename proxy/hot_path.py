@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
 
 import msgspec
 from litestar import Litestar
-from litestar.types import HTTPScope, Message, Receive, Send
+from litestar.types import Message, Receive, Send
 
 from metering.errors import MeteringError
 from proxy.errors import GatewayError, openai_error
@@ -30,7 +31,7 @@ from proxy.routes.openai import Reply, forward
 from proxy.state import Gateway
 from proxy.surfaces import CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES, Surface
 
-__all__ = ["PROXIED", "GatewayApp"]
+__all__ = ["PROXIED", "AsgiResponder", "Disconnected", "GatewayApp", "Responder", "serve"]
 
 log = logging.getLogger("tallygate")
 
@@ -42,8 +43,22 @@ PROXIED: dict[str, Surface] = {
 }
 
 
-class _Disconnected(Exception):
+#: ASGI's ``receive``, as far as reading a request body needs it (any server's types).
+ReceiveBody = Callable[[], Awaitable[Mapping[str, Any]]]
+
+
+class Disconnected(Exception):
     """The client went away before its request body arrived: nobody to answer."""
+
+
+class Responder(Protocol):
+    """How an answer reaches the client: ASGI messages, or the server's own writes."""
+
+    async def send_whole(self, reply: Reply) -> None:
+        """Send a reply with a whole body."""
+
+    async def send_stream(self, reply: Reply) -> None:
+        """Relay a streamed reply; a client that leaves cancels the relay (it meters)."""
 
 
 class GatewayApp(Litestar):
@@ -54,22 +69,36 @@ class GatewayApp(Litestar):
         if scope["type"] == "http":
             surface = PROXIED.get(scope["path"])
             if surface is not None:
-                limit = self.request_max_body_size
-                max_body = limit if isinstance(limit, int) else 0
-                await serve(self.state.gateway, surface, max_body, scope, receive, send)
+                await serve(
+                    self.state.gateway,
+                    surface,
+                    self.max_body,
+                    scope,
+                    receive,
+                    AsgiResponder(send, receive),
+                )
                 return
         await super().__call__(scope, receive, send)
+
+    @property
+    def max_body(self) -> int:
+        """The request body limit in bytes (0: none)."""
+        limit = self.request_max_body_size
+        return limit if isinstance(limit, int) else 0
 
 
 async def serve(
     gateway: Gateway,
     surface: Surface,
     max_body: int,
-    scope: HTTPScope,
-    receive: Receive,
-    send: Send,
+    scope: Mapping[str, Any],
+    receive: ReceiveBody,
+    respond: Responder,
 ) -> None:
-    """Answer one request to a proxied endpoint (see the module docstring)."""
+    """Answer one request to a proxied endpoint (see the module docstring).
+
+    ``receive`` is ASGI's (the body arrives through it); ``respond`` sends the answer.
+    """
     try:
         if scope["method"] != "POST":
             raise GatewayError(
@@ -84,7 +113,7 @@ async def serve(
         reply = await forward(gateway, surface, key, headers, body)
     except (GatewayError, MeteringError) as exc:
         reply = _error_reply(exc)
-    except _Disconnected:
+    except Disconnected:
         return
     except Exception:
         # The app's outer boundary, as Litestar's exception middleware is for the other
@@ -95,9 +124,9 @@ async def serve(
         )
         reply = _error_reply(failed)
     if reply.stream is None:
-        await _send_whole(send, reply)
+        await respond.send_whole(reply)
     else:
-        await _send_stream(send, receive, reply)
+        await respond.send_stream(reply)
 
 
 def _error_reply(exc: GatewayError | MeteringError) -> Reply:
@@ -115,7 +144,7 @@ def _too_large(limit: int) -> GatewayError:
     )
 
 
-async def _read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
+async def _read_body(receive: ReceiveBody, declared: str | None, limit: int) -> bytes:
     """The request body; 413 as soon as it is declared or read past ``limit`` (0: none)."""
     if limit and declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
@@ -124,8 +153,8 @@ async def _read_body(receive: Receive, declared: str | None, limit: int) -> byte
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            raise _Disconnected
-        chunk = message.get("body", b"")
+            raise Disconnected
+        chunk: bytes = message.get("body", b"")
         size += len(chunk)
         if limit and size > limit:
             raise _too_large(limit)
@@ -137,51 +166,66 @@ async def _read_body(receive: Receive, declared: str | None, limit: int) -> byte
         chunks.append(chunk)
 
 
-async def _send_whole(send: Send, reply: Reply) -> None:
-    headers = reply.headers
-    headers.append((b"content-length", str(len(reply.body)).encode()))
-    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-    await send({"type": "http.response.body", "body": reply.body, "more_body": False})
+class AsgiResponder:
+    """A :class:`Responder` speaking ASGI (any ASGI server, and tests' ASGI transports)."""
 
+    __slots__ = ("_receive", "_send")
 
-async def _send_stream(send: Send, receive: Receive, reply: Reply) -> None:
-    """Relay a stream; a client disconnect cancels the relay (it meters what it read).
+    def __init__(self, send: Send, receive: Receive) -> None:
+        self._send = send
+        self._receive = receive
 
-    The disconnect is only seen through ``receive``, so one waiter listens for it and cancels
-    this task; that cancellation is then absorbed here, not passed to the server as an error.
-    """
-    assert reply.stream is not None
-    task = asyncio.current_task()
-    assert task is not None
-    gone = False
+    async def send_whole(self, reply: Reply) -> None:
+        """Send a reply with a whole body."""
+        headers = reply.headers
+        headers.append((b"content-length", str(len(reply.body)).encode()))
+        await self._send(
+            {"type": "http.response.start", "status": reply.status, "headers": headers}
+        )
+        await self._send({"type": "http.response.body", "body": reply.body, "more_body": False})
 
-    def on_message(waiter: asyncio.Future[Message]) -> None:
-        nonlocal gone
-        if not waiter.cancelled() and waiter.result()["type"] == "http.disconnect":
-            gone = True
-            task.cancel()
+    async def send_stream(self, reply: Reply) -> None:
+        """Relay a stream; a client disconnect cancels the relay (it meters what it read).
 
-    waiter = asyncio.ensure_future(_next_disconnect(receive))
-    waiter.add_done_callback(on_message)
+        The disconnect is only seen through ``receive``, so one waiter listens for it and
+        cancels this task; that cancellation is then absorbed here, not passed to the server
+        as an error.
+        """
+        assert reply.stream is not None
+        send = self._send
+        task = asyncio.current_task()
+        assert task is not None
+        gone = False
 
-    async def emit(data: bytes, more: bool) -> None:
-        if not more:
-            # The last write completes the response, which the server reports to ``receive``
-            # as a disconnect: stop listening first.
+        def on_message(waiter: asyncio.Future[Message]) -> None:
+            nonlocal gone
+            if not waiter.cancelled() and waiter.result()["type"] == "http.disconnect":
+                gone = True
+                task.cancel()
+
+        waiter = asyncio.ensure_future(_next_disconnect(self._receive))
+        waiter.add_done_callback(on_message)
+
+        async def emit(data: bytes, more: bool) -> None:
+            if not more:
+                # The last write completes the response, which the server reports to
+                # ``receive`` as a disconnect: stop listening first.
+                waiter.remove_done_callback(on_message)
+                waiter.cancel()
+            await send({"type": "http.response.body", "body": data, "more_body": more})
+
+        await send(
+            {"type": "http.response.start", "status": reply.status, "headers": reply.headers}
+        )
+        try:
+            await reply.stream(emit)
+        except asyncio.CancelledError:
+            if gone and task.uncancel() == 0:
+                return  # the client left; the relay has metered (or spawned the metering)
+            raise
+        finally:
             waiter.remove_done_callback(on_message)
             waiter.cancel()
-        await send({"type": "http.response.body", "body": data, "more_body": more})
-
-    await send({"type": "http.response.start", "status": reply.status, "headers": reply.headers})
-    try:
-        await reply.stream(emit)
-    except asyncio.CancelledError:
-        if gone and task.uncancel() == 0:
-            return  # the client left; the relay has metered (or spawned the metering)
-        raise
-    finally:
-        waiter.remove_done_callback(on_message)
-        waiter.cancel()
 
 
 async def _next_disconnect(receive: Receive) -> Message:

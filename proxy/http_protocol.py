@@ -1,4 +1,5 @@
-"""uvicorn's httptools protocol, with the writes of one event-loop turn sent as one.
+"""uvicorn's httptools protocol, with the writes of one event-loop turn sent as one, and the
+gateway's proxied requests answered without ASGI.
 
 uvicorn writes a response's status line and headers as soon as the app sends
 ``http.response.start``, and the body with the next message: two ``send`` calls, two TCP
@@ -9,16 +10,29 @@ bytes until the end of the turn and writing them together halves the sends of a 
 and coalesces bursts of events; nothing waits longer than the current turn, so streams are not
 buffered (bench/RESULTS.md has the before/after).
 
+When the app is the gateway's (:class:`~proxy.hot_path.GatewayApp`), a POST to a proxied path
+is answered by :func:`~proxy.hot_path.serve` writing through
+:class:`~proxy.direct_response.DirectResponder` instead of the ASGI app: the same answer,
+without ASGI's per-request layers. Everything else (other paths and methods, the 503 of
+``limit_concurrency``) goes to the ASGI app as before.
+
 ``uvicorn.Config(http=CoalescingHttpToolsProtocol)`` selects it: a protocol class is uvicorn's
-documented way to choose the HTTP implementation.
+documented way to choose the HTTP implementation. Parsing, keep-alive, pipelining, flow
+control and shutdown stay uvicorn's; what is overridden here is where a request's task starts
+(``_start_asgi_task``) and what a lost connection also tells a direct stream.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn._types import ASGI3Application
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+from proxy.direct_response import DirectResponder, run_direct
+from proxy.hot_path import PROXIED, GatewayApp, serve
 
 __all__ = ["CoalescingHttpToolsProtocol", "CoalescingTransport"]
 
@@ -55,6 +69,14 @@ class CoalescingTransport:
         if not self._transport.is_closing():
             self._transport.write(data)
 
+    def write_now(self, data: bytes) -> None:
+        """Send ``data`` at once, after anything held: one write."""
+        if self._held:
+            self._held.append(data)
+            self.flush()
+        elif not self._transport.is_closing():
+            self._transport.write(data)
+
     def close(self) -> None:
         """Send what is held, then close the real transport."""
         self.flush()
@@ -66,9 +88,49 @@ class CoalescingTransport:
 
 
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol writing through a :class:`CoalescingTransport`."""
+    """uvicorn's httptools protocol writing through a :class:`CoalescingTransport`, serving
+    the gateway's proxied requests directly (see the module docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """uvicorn's arguments (``config``, ``server_state``, ...)."""
+        super().__init__(*args, **kwargs)
+        app = self.config.app
+        self._gateway_app = app if isinstance(app, GatewayApp) else None
+        self._on_lost: Callable[[], None] | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Hand uvicorn the coalescing stand-in instead of the socket's transport."""
-        coalescing = CoalescingTransport(transport, asyncio.get_running_loop())
-        super().connection_made(coalescing)  # type: ignore[arg-type]
+        self._coalescing = CoalescingTransport(transport, asyncio.get_running_loop())
+        super().connection_made(self._coalescing)  # type: ignore[arg-type]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """uvicorn's handling, then a direct stream in flight learns that its client left."""
+        super().connection_lost(exc)
+        on_lost, self._on_lost = self._on_lost, None
+        if on_lost is not None:
+            on_lost()
+
+    def _watch_disconnect(self, on_lost: Callable[[], None] | None) -> None:
+        self._on_lost = on_lost
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
+        """Start the request's task: a proxied POST served directly, anything else by ``app``."""
+        gateway_app = self._gateway_app
+        scope = cycle.scope
+        surface = PROXIED.get(scope["path"]) if scope["method"] == "POST" else None
+        # ``app`` is another one when uvicorn refuses the request (limit_concurrency's 503).
+        if gateway_app is None or surface is None or app is not self.app:
+            super()._start_asgi_task(cycle, app)
+            return
+        responder = DirectResponder(cycle, self._coalescing, self._watch_disconnect)
+        answer = serve(
+            gateway_app.state.gateway,
+            surface,
+            gateway_app.max_body,
+            scope,
+            cycle.receive,
+            responder,
+        )
+        task = self.loop.create_task(run_direct(cycle, self._coalescing, answer))
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
