@@ -189,6 +189,27 @@ class _Connection(asyncio.Protocol):
             self._waiter = loop.create_future()
             await _within(self._waiter, read_timeout, httpx.ReadTimeout)
 
+    async def read_all(self, read_timeout: float | None) -> bytes:
+        """The whole response body: :meth:`body` joined, without an async generator."""
+        loop = asyncio.get_running_loop()
+        parts: list[bytes] = []
+        while True:
+            if self._body:
+                parts += self._body
+                self._body.clear()
+                self._buffered = 0
+                if self._paused:
+                    self._paused = False
+                    if self.transport is not None:
+                        self.transport.resume_reading()
+                continue
+            if self._complete:
+                return parts[0] if len(parts) == 1 else b"".join(parts)
+            if self._error is not None:
+                raise self._error
+            self._waiter = loop.create_future()
+            await _within(self._waiter, read_timeout, httpx.ReadTimeout)
+
 
 async def _within(
     future: asyncio.Future[None], seconds: float | None, error: type[httpx.TimeoutException]
@@ -240,12 +261,22 @@ class _Body(httpx.AsyncByteStream):
         # Closed before the end (client gone, error): the connection's state is unknown.
         self._release(reuse=False)
 
+    async def read_all(self) -> bytes:
+        """The whole body at once (then the connection goes back to the pool)."""
+        try:
+            content = await self._conn.read_all(self._timeout)
+        except BaseException:
+            self._release(reuse=False)
+            raise
+        self._release(reuse=True)
+        return content
+
 
 class UpstreamResponse:
     """An upstream's answer as the gateway uses it: status, raw headers, and the body, read
     once (streamed piece by piece, or whole with :meth:`aread`)."""
 
-    __slots__ = ("_close", "_read", "_stream", "content", "headers", "status_code")
+    __slots__ = ("_close", "_read", "_read_all", "_stream", "content", "headers", "status_code")
 
     def __init__(
         self,
@@ -253,8 +284,10 @@ class UpstreamResponse:
         headers: list[tuple[bytes, bytes]],
         stream: AsyncIterator[bytes],
         close: Callable[[], Awaitable[None]],
+        read_all: Callable[[], Awaitable[bytes]] | None = None,
     ) -> None:
-        """A response whose body comes from ``stream``; ``close`` ends the exchange early."""
+        """A response whose body comes from ``stream``; ``close`` ends the exchange early;
+        ``read_all``, if given, reads the whole body in one call (instead of ``stream``)."""
         self.status_code = status_code
         #: As received (names in the upstream's case).
         self.headers = headers
@@ -262,6 +295,7 @@ class UpstreamResponse:
         self.content = b""
         self._stream = stream
         self._close = close
+        self._read_all = read_all
         self._read = False
 
     @property
@@ -277,7 +311,10 @@ class UpstreamResponse:
         """Read the whole body (then the connection goes back to the pool); once."""
         if not self._read:
             self._read = True
-            self.content = b"".join([piece async for piece in self._stream])
+            if self._read_all is not None:
+                self.content = await self._read_all()
+            else:
+                self.content = b"".join([piece async for piece in self._stream])
         return self.content
 
     async def aclose(self) -> None:
@@ -379,7 +416,7 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
         conn = await self._open(origin, b"".join(lines), timeouts)
         status, raw = conn.response_head()
         stream = _Body(self, origin, conn, timeouts.get("read"))
-        return UpstreamResponse(status, raw, stream.__aiter__(), stream.aclose)
+        return UpstreamResponse(status, raw, stream.__aiter__(), stream.aclose, stream.read_all)
 
     async def _open(self, origin: _Origin, data: bytes, timeouts: Timeouts) -> _Connection:
         """Send ``data`` on a pooled (else new) connection; returns it once the head is in."""

@@ -179,3 +179,40 @@ async def test_a_large_streamed_body_arrives_whole(client: httpx.AsyncClient) ->
             await asyncio.sleep(0)  # a slow consumer: the transport must pause and resume
         await response.aclose()
         assert bytes(received) == payload
+
+
+async def test_exchange_reads_whole_bodies_large_cut_and_late() -> None:
+    """``exchange(...).aread()`` (the gateway's non-streamed path) past the pause threshold,
+    then a body cut short and one that never comes, each on its own connection."""
+    payload = json.dumps({"blob": "y" * 3_000_000}).encode()
+    timeouts = {"connect": 5.0, "read": 5.0, "write": 5.0, "pool": 5.0}
+
+    async def answers(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        body = await read_request(reader)
+        if body == b"big":
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(payload))
+            for start in range(0, len(payload), 65536):
+                writer.write(payload[start : start + 65536])
+                await writer.drain()
+            body = await read_request(reader)  # the connection was kept for the next one
+        if body == b"cut":
+            writer.write(b'HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{"partial":')
+        elif body == b"late":
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n12345")
+            await asyncio.sleep(5)
+
+    transport = UpstreamTransport()
+    server = RawServer(answers)
+    try:
+        async with server as url:
+            big = await transport.exchange(url + "/", [], b"big", timeouts)
+            assert await big.aread() == payload
+            cut = await transport.exchange(url + "/", [], b"cut", timeouts)
+            with pytest.raises(httpx.RemoteProtocolError):
+                await cut.aread()
+            late = await transport.exchange(url + "/", [], b"late", {**timeouts, "read": 0.1})
+            with pytest.raises(httpx.ReadTimeout):
+                await late.aread()
+    finally:
+        await transport.aclose()
+    assert server.connections == 2  # big and cut shared one; the cut one was not reused
