@@ -25,7 +25,7 @@ from proxy.state import Gateway
 from proxy.surfaces import Surface
 from proxy.upstream import send_upstream
 from proxy.upstream_transport import UpstreamResponse
-from proxy.usage import usage_from_object
+from proxy.usage import TokenUsage, usage_from_object
 
 __all__ = ["ROUTES", "Reply", "forward"]
 
@@ -76,17 +76,19 @@ async def forward(
     url = gateway.router.url(route, surface.endpoint)
     upstream = await send_upstream(gateway.http, route, url, upstream_headers, body, stream=False)
     if upstream.is_success:
-        document = _json_or_none(upstream.content)
-        found = usage_from_object(document.get("usage")) if isinstance(document, dict) else None
-        usage = found or await call.estimate(surface.texts(document))
-        await call.record(usage)
-        if document is None:
-            # The upstream did the work (metered, estimated) but its answer is unusable.
-            raise GatewayError(
-                "upstream_unavailable",
-                f"The upstream '{route.upstream_name}' returned a malformed response.",
-                code="upstream_invalid_response",
-            )
+        usage = _reported_usage(upstream.content)
+        if usage is not None:
+            await call.record(usage)
+        else:
+            document = _json_or_none(upstream.content)
+            await call.record(await call.estimate(surface.texts(document)))
+            if document is None:
+                # The upstream did the work (metered, estimated) but its answer is unusable.
+                raise GatewayError(
+                    "upstream_unavailable",
+                    f"The upstream '{route.upstream_name}' returned a malformed response.",
+                    code="upstream_invalid_response",
+                )
     return Reply(
         upstream.status_code,
         call.response_headers(upstream.headers, b"application/json"),
@@ -103,6 +105,24 @@ async def _passthrough(call: MeteredCall, upstream: UpstreamResponse) -> Reply:
         call.response_headers(upstream.headers, b"application/json"),
         content,
     )
+
+
+class _UsageOnly(msgspec.Struct):
+    """A response object read for its ``usage`` alone: msgspec checks the rest of the JSON
+    without building it (the generated text is most of a response)."""
+
+    usage: Any = None
+
+
+_USAGE_ONLY = msgspec.json.Decoder(_UsageOnly)
+
+
+def _reported_usage(content: bytes) -> TokenUsage | None:
+    """The usage a JSON object response reports; ``None`` if it has none or is no object."""
+    try:
+        return usage_from_object(_USAGE_ONLY.decode(content).usage)
+    except msgspec.DecodeError:  # also msgspec.ValidationError: not an object
+        return None
 
 
 def _json_or_none(content: bytes) -> Any:
