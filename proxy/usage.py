@@ -8,7 +8,6 @@ and reasoning tokens a subset of the completion, so neither is ever added on top
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Any, Literal
 
@@ -16,6 +15,7 @@ import msgspec
 
 from config import MeteringSettings
 from metering.models import ApiKey, Event
+from proxy.ids import new_event_id
 
 __all__ = ["TokenUsage", "usage_events", "usage_from_body", "usage_from_object"]
 
@@ -122,7 +122,7 @@ def usage_events(
             properties["usage_raw"] = usage.raw
         events.append(
             Event(
-                id=str(uuid.uuid4()),
+                id=new_event_id(),
                 transaction_id=f"{request_id}:{token_type}",
                 external_subscription_id=key.external_subscription_id,
                 code=settings.metric_code,
