@@ -54,7 +54,10 @@ class EventWriter:
         self._stalled = False  # the last write failed with StoreUnavailable and is being retried
         self._queue: deque[_Pending] = deque()
         self._pending_events = 0  # queued + being written: what memory holds, uncommitted
-        self._wakeup = asyncio.Event()
+        # While the task waits for work: the future submit() resolves to wake it. A bare
+        # future on the loop, not an asyncio.Event, whose every wait looks the loop up again.
+        self._idle: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -83,14 +86,15 @@ class EventWriter:
         """Start the writer task (once)."""
         if self._task is not None:
             raise RuntimeError("EventWriter already started")
-        self._task = asyncio.create_task(self._run(), name="tallygate-event-writer")
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._run(), name="tallygate-event-writer")
 
     async def stop(self) -> None:
         """Refuse new batches, commit everything queued, then end the task."""
         if self._task is None:
             return
         self._stopping = True
-        self._wakeup.set()
+        self._wake()
         await self._task
 
     async def submit(self, batch: EventBatch, *, admitted: bool = False) -> BatchResult:
@@ -113,11 +117,17 @@ class EventWriter:
                     f"event queue full ({self._pending_events} events pending, "
                     f"max {self._max_pending})"
                 )
-        done: asyncio.Future[BatchResult] = asyncio.get_running_loop().create_future()
+        assert self._loop is not None  # set with the task
+        done: asyncio.Future[BatchResult] = self._loop.create_future()
         self._queue.append(_Pending(batch, done))
         self._pending_events += size
-        self._wakeup.set()
+        self._wake()
         return await done
+
+    def _wake(self) -> None:
+        idle, self._idle = self._idle, None
+        if idle is not None and not idle.done():
+            idle.set_result(None)
 
     def _take_group(self) -> list[_Pending]:
         """Everything queued, up to max_batch_events (but always at least one batch)."""
@@ -137,8 +147,9 @@ class EventWriter:
                 if not self._queue:
                     if self._stopping:
                         return
-                    self._wakeup.clear()
-                    await self._wakeup.wait()
+                    assert self._loop is not None
+                    self._idle = self._loop.create_future()
+                    await self._idle
                     continue
                 await self._commit(self._take_group())
         finally:
