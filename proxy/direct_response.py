@@ -19,7 +19,6 @@ from the upstream's response, which cannot hold a line break: nothing to re-chec
 
 from __future__ import annotations
 
-import asyncio
 import http
 import logging
 from collections.abc import Callable, Coroutine
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
+from proxy.hot_path import ClientGone
 from proxy.routes.openai import Reply
 
 if TYPE_CHECKING:
@@ -115,16 +115,7 @@ class DirectResponder:
         The writes of one loop turn still go out together (the head with the first events
         when they are already in, a burst of events from one upstream read).
         """
-        assert reply.stream is not None
-        task = asyncio.current_task()
-        assert task is not None
-        gone = False
-
-        def on_lost() -> None:
-            nonlocal gone
-            gone = True
-            task.cancel()
-
+        leaving = ClientGone()
         if not await self._writable():
             return
         self._cycle.response_started = True
@@ -132,7 +123,7 @@ class DirectResponder:
         transport.write(
             b"".join(self._head(reply.status, reply.headers, b"transfer-encoding: chunked\r\n\r\n"))
         )
-        self._watch(on_lost)
+        self._watch(leaving)
 
         async def emit(data: bytes, more: bool) -> None:
             if not more:
@@ -147,11 +138,7 @@ class DirectResponder:
                 self._complete()
 
         try:
-            await reply.stream(emit)
-        except asyncio.CancelledError:
-            if gone and task.uncancel() == 0:
-                return  # the client left; the relay has metered (or spawned the metering)
-            raise
+            await leaving.relay(reply, emit)
         finally:
             self._watch(None)
 

@@ -26,12 +26,21 @@ from litestar.types import Message, Receive, Send
 from metering.errors import MeteringError
 from proxy.errors import GatewayError, openai_error
 from proxy.ids import new_request_id
+from proxy.relay import Emit
 from proxy.request_head import require_json
 from proxy.routes.openai import Reply, forward
 from proxy.state import Gateway
 from proxy.surfaces import CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES, Surface
 
-__all__ = ["PROXIED", "AsgiResponder", "Disconnected", "GatewayApp", "Responder", "serve"]
+__all__ = [
+    "PROXIED",
+    "AsgiResponder",
+    "ClientGone",
+    "Disconnected",
+    "GatewayApp",
+    "Responder",
+    "serve",
+]
 
 log = logging.getLogger("tallygate")
 
@@ -59,6 +68,35 @@ class Responder(Protocol):
 
     async def send_stream(self, reply: Reply) -> None:
         """Relay a streamed reply; a client that leaves cancels the relay (it meters)."""
+
+
+class ClientGone:
+    """Called when the client leaves mid-stream: cancels the task relaying the stream, and
+    :meth:`relay` then ends quietly instead of passing that cancellation to the server."""
+
+    __slots__ = ("_task", "gone")
+
+    def __init__(self) -> None:
+        """For the current task (the one that will call :meth:`relay`)."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._task = task
+        self.gone = False
+
+    def __call__(self) -> None:
+        """The client has left."""
+        self.gone = True
+        self._task.cancel()
+
+    async def relay(self, reply: Reply, emit: Emit) -> None:
+        """Run the reply's relay through ``emit`` (it meters what it read if cancelled)."""
+        assert reply.stream is not None
+        try:
+            await reply.stream(emit)
+        except asyncio.CancelledError:
+            if self.gone and self._task.uncancel() == 0:
+                return  # the client left; the relay has metered (or spawned the metering)
+            raise
 
 
 class GatewayApp(Litestar):
@@ -191,17 +229,12 @@ class AsgiResponder:
         cancels this task; that cancellation is then absorbed here, not passed to the server
         as an error.
         """
-        assert reply.stream is not None
         send = self._send
-        task = asyncio.current_task()
-        assert task is not None
-        gone = False
+        leaving = ClientGone()
 
         def on_message(waiter: asyncio.Future[Message]) -> None:
-            nonlocal gone
             if not waiter.cancelled() and waiter.result()["type"] == "http.disconnect":
-                gone = True
-                task.cancel()
+                leaving()
 
         waiter = asyncio.ensure_future(_next_disconnect(self._receive))
         waiter.add_done_callback(on_message)
@@ -218,11 +251,7 @@ class AsgiResponder:
             {"type": "http.response.start", "status": reply.status, "headers": reply.headers}
         )
         try:
-            await reply.stream(emit)
-        except asyncio.CancelledError:
-            if gone and task.uncancel() == 0:
-                return  # the client left; the relay has metered (or spawned the metering)
-            raise
+            await leaving.relay(reply, emit)
         finally:
             waiter.remove_done_callback(on_message)
             waiter.cancel()
