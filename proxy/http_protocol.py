@@ -33,6 +33,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResp
 
 from proxy.direct_response import DirectResponder, run_direct
 from proxy.hot_path import PROXIED, GatewayApp, serve
+from proxy.surfaces import Surface
 
 __all__ = ["CoalescingHttpToolsProtocol", "CoalescingTransport"]
 
@@ -123,14 +124,16 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             super()._start_asgi_task(cycle, app)
             return
         responder = DirectResponder(cycle, self._coalescing, self._watch_disconnect)
-        answer = serve(
-            gateway_app.state.gateway,
-            surface,
-            gateway_app.max_body,
-            scope,
-            cycle.receive,
-            responder,
-        )
+        answer = _serve(gateway_app, surface, cycle, responder)
         task = self.loop.create_task(run_direct(cycle, self._coalescing, answer))
         task.add_done_callback(self.tasks.discard)
         self.tasks.add(task)
+
+
+async def _serve(
+    app: GatewayApp, surface: Surface, cycle: RequestResponseCycle, responder: DirectResponder
+) -> None:
+    # Inside the request's task: a failure here (an app whose start-up never ran has no
+    # gateway) is answered by run_direct's 500, not raised into the protocol's callback.
+    gateway = app.state.gateway
+    await serve(gateway, surface, app.max_body, cycle.scope, cycle.receive, responder)

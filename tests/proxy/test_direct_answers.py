@@ -12,7 +12,11 @@ import socket
 from typing import Any
 
 import httptools
+import httpx
 
+from config import Settings
+from proxy.app import create_app
+from proxy.background import BackgroundServer
 from tests.proxy.conftest import Gateway
 from tests.proxy.test_chat_metering import MESSAGES, stored_events
 
@@ -191,3 +195,20 @@ def test_other_methods_on_a_proxied_path_still_get_405(gateway: Gateway, api_key
         (answer,) = _Reader(sock).read(1)
     assert answer.status == 405
     assert answer.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_an_app_whose_start_up_never_ran_answers_500_instead_of_hanging(
+    settings: Settings,
+) -> None:
+    # No lifespan: the app has no gateway state. The direct path's failure happens inside the
+    # request's task, so the client gets uvicorn's plain 500 and a closed connection.
+    with BackgroundServer(create_app(settings), lifespan="off") as server:
+        response = httpx.post(
+            f"{server.url}/v1/chat/completions",
+            json={"model": "gpt-4o-mini", "messages": MESSAGES},
+            headers={"Authorization": "Bearer tg-whatever"},
+            timeout=5,
+        )
+    assert response.status_code == 500
+    assert response.text == "Internal Server Error"
+    assert response.headers["connection"] == "close"
