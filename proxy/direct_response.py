@@ -116,14 +116,16 @@ class DirectResponder:
         when they are already in, a burst of events from one upstream read).
         """
         leaving = ClientGone()
-        if not await self._writable():
-            return
-        self._cycle.response_started = True
         transport = self._transport
-        transport.write(
-            b"".join(self._head(reply.status, reply.headers, b"transfer-encoding: chunked\r\n\r\n"))
-        )
-        self._watch(leaving)
+        if await self._writable():
+            self._cycle.response_started = True
+            head = self._head(reply.status, reply.headers, b"transfer-encoding: chunked\r\n\r\n")
+            transport.write(b"".join(head))
+            self._watch(leaving)
+        else:
+            # Gone while the upstream was being asked: the relay still runs, cancelled at its
+            # first wait, so that what the upstream generates is metered and its call closed.
+            leaving()
 
         async def emit(data: bytes, more: bool) -> None:
             if not more:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from typing import Any
 
 import httptools
@@ -17,6 +18,7 @@ import httpx
 from config import Settings
 from proxy.app import create_app
 from proxy.background import BackgroundServer
+from proxy.simulator import SimulatorServer
 from tests.proxy.conftest import Gateway
 from tests.proxy.test_chat_metering import MESSAGES, stored_events
 
@@ -212,3 +214,23 @@ def test_an_app_whose_start_up_never_ran_answers_500_instead_of_hanging(
     assert response.status_code == 500
     assert response.text == "Internal Server Error"
     assert response.headers["connection"] == "close"
+
+
+def test_a_stream_whose_client_left_before_the_upstream_answered_is_still_metered(
+    gateway: Gateway, api_key: str, simulator: SimulatorServer
+) -> None:
+    # The upstream waits before its headers; the client has hung up by then. The relay must
+    # still run (cancelled at once) so that what the upstream generates is metered.
+    simulator.control.set_faults(delay_ms=1000)
+    asked = len(simulator.control.requests())
+    with _connect(gateway) as sock:
+        sock.sendall(_post(api_key, _chat(stream=True)))
+        deadline = time.monotonic() + 5
+        while len(simulator.control.requests()) == asked and time.monotonic() < deadline:
+            time.sleep(0.01)  # until the request is upstream (its answer not begun)
+    deadline = time.monotonic() + 10
+    types: set[str] = set()
+    while time.monotonic() < deadline and "output" not in types:
+        time.sleep(0.1)
+        types = {event.properties["type"] for event in stored_events(gateway)}
+    assert types == {"input", "output"}
