@@ -137,7 +137,8 @@ class TokenCounter:
         rules = chat_rules(normalize_model(model), self.encoding_name_for(model).name)
         return (
             messages_tokens(list(messages), count, rules)
-            + tools_tokens(list(tools or ()), count, rules)
+            # As sent by the client: anything but a list of tools counts 0, never raises.
+            + tools_tokens(tools, count, rules)
             + tool_choice_tokens(tool_choice, count)
         )
 

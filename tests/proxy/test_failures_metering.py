@@ -207,6 +207,33 @@ def test_special_tokens_are_counted_as_plain_text_by_the_fallback(
     assert counter.count_text("<|endoftext|>", "gpt-4") > 1
 
 
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("tools", [5, True, "search"])
+def test_a_malformed_field_the_upstream_ignored_is_still_estimated(
+    gateway: Gateway,
+    api_key: str,
+    simulator: SimulatorServer,
+    counter: TokenCounter,
+    stream: bool,
+    tools: object,
+) -> None:
+    # Found by schemathesis (tests/proxy/test_openapi_proxied.py): `"tools": 5` reached the
+    # upstream, which answered without usage, and the estimate raised: a 500 (a cut stream)
+    # and the generated tokens went unmetered.
+    simulator.control.set_faults(no_usage=True)
+    body = {"model": "gpt-4o-mini", "messages": MESSAGES, "tools": tools, "stream": stream}
+    response = httpx.post(
+        f"{gateway.base_url}/chat/completions",
+        json=body,
+        headers={"Authorization": f"Bearer {api_key}"},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    rows = {r["type"]: r["tokens"] for r in usage_of(gateway, api_key)["key_usage"]["breakdown"]}
+    assert rows["input"] == counter.count_chat_prompt(MESSAGES, "gpt-4o-mini")
+    assert rows["output"] > 0
+
+
 @pytest.mark.parametrize(
     ("extra", "appended", "refused"),
     [
