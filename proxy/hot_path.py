@@ -30,7 +30,7 @@ from proxy.relay import Emit
 from proxy.request_head import require_json
 from proxy.routes.openai import Reply, forward
 from proxy.state import Gateway
-from proxy.surfaces import CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES, Surface
+from proxy.surfaces import SURFACES, Surface
 
 __all__ = [
     "PROXIED",
@@ -46,9 +46,7 @@ log = logging.getLogger("tallygate")
 
 #: The proxied paths (Litestar also answered them with a trailing slash).
 PROXIED: dict[str, Surface] = {
-    f"/v1/{surface.endpoint}{slash}": surface
-    for surface in (CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES)
-    for slash in ("", "/")
+    f"/v1/{surface.endpoint}{slash}": surface for surface in SURFACES for slash in ("", "/")
 }
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from proxy.tokens import TokenCounter
 
-__all__ = ["CHAT", "COMPLETIONS", "EMBEDDINGS", "RESPONSES", "Surface"]
+__all__ = ["CHAT", "COMPLETIONS", "EMBEDDINGS", "RESPONSES", "SURFACES", "Surface"]
 
 PromptCounter = Callable[[TokenCounter, dict[str, Any], str], Awaitable[int]]
 
@@ -107,3 +107,6 @@ EMBEDDINGS = Surface("embeddings", False, False, _embedding_prompt, _no_texts)
 RESPONSES = Surface(
     "responses", True, False, _responses_prompt, _responses_texts, _responses_history
 )
+
+#: Every proxied endpoint, each served at ``/v1/<endpoint>`` (the one list of them).
+SURFACES = (CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES)
