@@ -25,6 +25,7 @@ from proxy.errors import exception_handlers
 from proxy.hot_path import GatewayApp
 from proxy.lago import lago_router
 from proxy.lago.openapi import document_admin_api
+from proxy.openapi_proxied import document_openai_api
 from proxy.request_id import ensure_request_id
 from proxy.routes import openai as openai_routes
 from proxy.routes.health import healthz, readyz
@@ -160,4 +161,5 @@ def create_app(
         logging_config=None,
     )
     document_admin_api(app.openapi_schema)  # what the Lago handlers read by hand
+    document_openai_api(app.openapi_schema)  # the proxied endpoints, served before Litestar
     return app
