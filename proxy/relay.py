@@ -33,7 +33,10 @@ async def open_stream(
     # A client that asked for usage already sends what would be injected: its bytes go as they are.
     body = with_stream_usage(call.body) if inject and not asked else call.body
     upstream = await _send(call, body, headers)
-    if inject and upstream.status_code == 400:
+    # Only a body whose stream_options are all ours can tell that the upstream refuses the
+    # parameter: a 400 about the client's own stream_options is the client's to see, and must
+    # not switch injection off for every other client of this upstream.
+    if inject and head.stream_options is None and upstream.status_code == 400:
         content = await upstream.aread()
         await upstream.aclose()
         if not _rejects_stream_options(400, content):

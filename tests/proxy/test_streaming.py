@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 import httpx
 import openai
+import pytest
 
 from proxy.simulator import SimulatorServer
 from proxy.tokens import TokenCounter
@@ -95,6 +97,27 @@ def test_upstream_rejecting_stream_options_is_retried_once_and_remembered(
         "output": 2 * counter.count_completion([text], "gpt-4o"),
     }
     assert {e.properties["usage_source"] for e in stored_events(gateway)} == {"estimated"}
+
+
+def test_a_400_about_the_clients_own_stream_options_does_not_switch_injection_off(
+    gateway: Gateway, api_key: str, simulator: SimulatorServer
+) -> None:
+    simulator.control.set_faults(reject_stream_options=True, times=1)
+    client = gateway.client(api_key)
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(
+            model="gpt-4o",
+            messages=MESSAGES,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    assert simulator.control.stats()["total_requests"] == 1  # passed through, not retried
+    # The next client, without stream_options, still gets them injected: exact usage.
+    for _ in client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True):
+        pass
+    sent = json.loads(simulator.control.requests()[-1]["body"])
+    assert sent["stream_options"] == {"include_usage": True}
+    assert {e.properties["usage_source"] for e in stored_events(gateway)} == {"upstream"}
 
 
 def test_stream_cut_by_upstream_meters_what_was_streamed(
