@@ -6,7 +6,7 @@ adapter's rollups must reproduce exactly. Not thread-safe; one event loop at a t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Generic, TypeVar
 
@@ -25,6 +25,7 @@ from metering.ports import (
 from metering.store.codec import to_micros
 from metering.store.folding import GroupFolder, group_results
 from metering.store.paging import page_offset
+from metering.store.records import CUSTOMERS, KEYS, METRICS, PLANS, SUBSCRIPTIONS, RecordKind
 from metering.store.rollups import bucket_start, event_value, group_values
 from metering.store.series import SeriesKey, series_results, window_micros
 
@@ -36,9 +37,9 @@ R = TypeVar("R", BillableMetric, Plan, Customer, Subscription, ApiKey)
 class _Table(Generic[R]):
     """Records by id, with an optional unique attribute and a stable creation order."""
 
-    def __init__(self, unique: str | None, not_found: Callable[[], NotFound]) -> None:
-        self._unique = unique
-        self._not_found = not_found
+    def __init__(self, record: RecordKind[R]) -> None:
+        self._unique = record.unique
+        self._not_found = record.not_found
         self._rows: dict[str, tuple[int, R]] = {}
         self._index: dict[object, str] = {}
         self._next_seq = 0
@@ -123,13 +124,11 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._open = False
-        self._metrics: _Table[BillableMetric] = _Table(
-            "code", lambda: NotFound("billable_metric", "billable_metrics_not_found")
-        )
-        self._plans: _Table[Plan] = _Table("code", lambda: NotFound("plan"))
-        self._customers: _Table[Customer] = _Table("external_id", lambda: NotFound("customer"))
-        self._subscriptions: _Table[Subscription] = _Table(None, lambda: NotFound("subscription"))
-        self._keys: _Table[ApiKey] = _Table("key_hash", lambda: NotFound("api_key"))
+        self._metrics = _Table(METRICS)
+        self._plans = _Table(PLANS)
+        self._customers = _Table(CUSTOMERS)
+        self._subscriptions = _Table(SUBSCRIPTIONS)
+        self._keys = _Table(KEYS)
         self._events: dict[tuple[str, str], _StoredEvent] = {}
         self._streams: dict[tuple[str, str], list[_StoredEvent]] = {}
 

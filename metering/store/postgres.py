@@ -36,11 +36,12 @@ from metering.ports import (
 )
 from metering.store import postgres_query, postgres_series
 from metering.store.codec import JsonCodec, to_micros
+from metering.store.postgres_dialect import PostgresDialect
 from metering.store.postgres_events import load_specs, rebuild_rollups, write_group
-from metering.store.postgres_records import PgRecordTables
 from metering.store.postgres_schema import SPEC_LOCK, Conn, lock_sql, migrate
 from metering.store.record_facade import RecordFacade
 from metering.store.rollups import RollupSpec, changed_specs, spec_for
+from metering.store.sql_records import RecordTables
 
 __all__ = ["PostgresStore"]
 
@@ -91,7 +92,7 @@ class PostgresStore(RecordFacade[Conn]):
         self._pool: asyncpg.Pool | None = None
         # code -> spec of its rollups as last seen; a hint for reads, checked by each read.
         self._specs: dict[str, RollupSpec] = {}
-        self._tables = PgRecordTables(self._codec)
+        self._tables = RecordTables(self._codec, PostgresDialect())
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def open(self) -> None:

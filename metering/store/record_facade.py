@@ -1,10 +1,9 @@
 """The record half of the Store protocol, the same for both SQL adapters.
 
 Plans, customers, subscriptions, API keys and metric reads are each one call on the adapter's
-record table inside its read or write plumbing: the SQLite and PostgreSQL adapters wrote the
-same twenty methods, line for line. They differ only in their connection type, their tables
-(:mod:`sqlite_records`, :mod:`postgres_records`) and how ``_read``/``_write`` obtain a
-connection, which is what :class:`RecordFacade` leaves to them. Metric writes stay in each
+record table (:mod:`sql_records`) inside its read or write plumbing. The adapters differ only
+in their connection type, their dialect and how ``_read``/``_write`` obtain a connection,
+which is what :class:`RecordFacade` leaves to them. Metric writes stay in each
 adapter: they rebuild rollups their own way.
 """
 
@@ -12,68 +11,16 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, TypeVar
 
 from metering.models import ApiKey, BillableMetric, Customer, Plan, Subscription
 from metering.ports import Page
+from metering.store.sql_records import RecordTables
 
-__all__ = ["RecordFacade", "RecordTableLike", "RecordTablesLike", "where"]
+__all__ = ["RecordFacade", "where"]
 
 C = TypeVar("C")
-C_contra = TypeVar("C_contra", contravariant=True)
-R = TypeVar("R")
 T = TypeVar("T")
-
-
-class RecordTableLike(Protocol[C_contra, R]):
-    """One record table of an adapter (``sqlite_records.RecordTable`` and its PG twin)."""
-
-    async def put(self, conn: C_contra, record: R) -> None:
-        """Insert or replace by id."""
-
-    async def get(self, conn: C_contra, where: dict[str, str], *, newest: bool = False) -> R:
-        """The record matching ``where``."""
-
-    async def page(
-        self,
-        conn: C_contra,
-        *,
-        where: dict[str, str] | None = None,
-        any_of: tuple[str, Sequence[str]] | None = None,
-        page: int = 1,
-        per_page: int = 100,
-    ) -> Page[R]:
-        """One page in creation order."""
-
-    async def all(self, conn: C_contra, *, newest_first: bool = False) -> list[R]:
-        """Every record."""
-
-    async def delete(self, conn: C_contra, column: str, value: str) -> None:
-        """Delete by ``column = value``."""
-
-
-class RecordTablesLike(Protocol[C_contra]):
-    """The five record tables of an adapter."""
-
-    @property
-    def metrics(self) -> RecordTableLike[C_contra, BillableMetric]:
-        """Billable metrics."""
-
-    @property
-    def plans(self) -> RecordTableLike[C_contra, Plan]:
-        """Plans."""
-
-    @property
-    def customers(self) -> RecordTableLike[C_contra, Customer]:
-        """Customers."""
-
-    @property
-    def subscriptions(self) -> RecordTableLike[C_contra, Subscription]:
-        """Subscriptions."""
-
-    @property
-    def keys(self) -> RecordTableLike[C_contra, ApiKey]:
-        """API keys."""
 
 
 def where(*, empty: bool = False, **given: str | None) -> dict[str, str]:
@@ -87,7 +34,7 @@ def where(*, empty: bool = False, **given: str | None) -> dict[str, str]:
 class RecordFacade(Generic[C]):
     """Store methods for records, over an adapter's tables and its ``_read``/``_write``."""
 
-    _tables: RecordTablesLike[C]
+    _tables: RecordTables[C]
 
     @abstractmethod
     async def _read(self, op: Callable[[C], Awaitable[T]]) -> T:

@@ -37,6 +37,7 @@ from metering.store.debounce import Debounced
 from metering.store.folding import GroupFolder
 from metering.store.record_facade import RecordFacade
 from metering.store.rollups import RollupKey, RollupSpec, rollup_deltas, spec_for
+from metering.store.sql_records import RecordTables
 from metering.store.sqlite_checkpoint import Checkpointer
 from metering.store.sqlite_connection import (
     WriterBusy,
@@ -47,6 +48,7 @@ from metering.store.sqlite_connection import (
     transaction_in_thread,
     unavailable,
 )
+from metering.store.sqlite_dialect import SQLiteDialect
 from metering.store.sqlite_events import (
     add_rollups,
     changed_specs,
@@ -55,7 +57,6 @@ from metering.store.sqlite_events import (
     stored_params,
     write_batch,
 )
-from metering.store.sqlite_records import RecordTables
 from metering.store.sqlite_schema import migrate
 from metering.store.sqlite_tail import fold_tail, mark_folded
 
@@ -95,7 +96,7 @@ class SQLiteStore(RecordFacade[aiosqlite.Connection]):
         self._write_lock = asyncio.Lock()
         # code -> spec its rollups are built with; mirrors rollup_specs, changed under the lock.
         self._specs: dict[str, RollupSpec] = {}
-        self._tables = RecordTables(self._codec)
+        self._tables = RecordTables(self._codec, SQLiteDialect())
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def open(self) -> None:
