@@ -23,11 +23,10 @@ from metering.ports import (
     WindowAggregate,
 )
 from metering.store.codec import to_micros
-from metering.store.folding import GroupFolder, group_results
 from metering.store.paging import page_offset
 from metering.store.records import CUSTOMERS, KEYS, METRICS, PLANS, SUBSCRIPTIONS, RecordKind
-from metering.store.rollups import bucket_start, event_value, group_values
-from metering.store.series import SeriesKey, series_results, window_micros
+from metering.store.scan import scan_groups, scan_series
+from metering.store.series import window_micros
 
 __all__ = ["MemoryStore"]
 
@@ -279,32 +278,16 @@ class MemoryStore:
 
     async def aggregate(self, query: AggregateQuery) -> list[GroupAggregate]:
         """Count, sum and max per group, by scanning the raw events."""
-        folder: GroupFolder[tuple[str | None, ...]] = GroupFolder()
-        for stored in self._scan(
-            query.external_subscription_id, query.code, query.from_ts, query.to_ts
-        ):
-            properties = stored.event.properties
-            folder.add_event(
-                group_values(properties, query.group_keys),
-                event_value(properties, query.field_name),
-            )
-        return group_results(folder)
+        found = self._scan(query.external_subscription_id, query.code, query.from_ts, query.to_ts)
+        return scan_groups((stored.event.properties for stored in found), query)
 
     async def aggregate_series(
         self, query: AggregateQuery, window: Window
     ) -> list[WindowAggregate]:
         """Count, sum and max per UTC window and group, by scanning the raw events."""
-        grain = window_micros(window)
-        folder: GroupFolder[SeriesKey] = GroupFolder()
-        for stored in self._scan(
-            query.external_subscription_id, query.code, query.from_ts, query.to_ts
-        ):
-            properties = stored.event.properties
-            folder.add_event(
-                (bucket_start(stored.ts, grain), group_values(properties, query.group_keys)),
-                event_value(properties, query.field_name),
-            )
-        return series_results(folder)
+        found = self._scan(query.external_subscription_id, query.code, query.from_ts, query.to_ts)
+        events = ((stored.ts, stored.event.properties) for stored in found)
+        return scan_series(events, query, window_micros(window))
 
     async def list_events(
         self,

@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from datetime import datetime
 from typing import TypeVar
 
 import asyncpg
 
 from metering.errors import StoreUnavailable
-from metering.models import BillableMetric, Event
+from metering.models import BillableMetric
 from metering.ports import (
     AggregateQuery,
     BatchResult,
@@ -35,13 +34,11 @@ from metering.ports import (
     WindowAggregate,
 )
 from metering.store import postgres_query, postgres_series
-from metering.store.codec import JsonCodec, to_micros
 from metering.store.postgres_dialect import PostgresDialect
 from metering.store.postgres_events import load_specs, rebuild_rollups, write_group
 from metering.store.postgres_schema import SPEC_LOCK, Conn, lock_sql, migrate
-from metering.store.record_facade import RecordFacade
 from metering.store.rollups import RollupSpec, changed_specs, spec_for
-from metering.store.sql_records import RecordTables
+from metering.store.sql_facade import SqlFacade
 
 __all__ = ["PostgresStore"]
 
@@ -68,7 +65,7 @@ def _unavailable() -> Iterator[None]:
         raise StoreUnavailable(f"postgresql: {exc}") from exc
 
 
-class PostgresStore(RecordFacade[Conn]):
+class PostgresStore(SqlFacade[Conn]):
     """The PostgreSQL adapter; see the module docstring.
 
     ``dsn`` is a ``postgresql://`` URL (asyncpg passes unknown query parameters, such as
@@ -88,11 +85,10 @@ class PostgresStore(RecordFacade[Conn]):
         self._extra_keys = tuple(rollup_extra_keys)
         self._max_connections = max_connections
         self._connect_timeout = connect_timeout
-        self._codec = JsonCodec()
+        super().__init__(PostgresDialect())
         self._pool: asyncpg.Pool | None = None
         # code -> spec of its rollups as last seen; a hint for reads, checked by each read.
         self._specs: dict[str, RollupSpec] = {}
-        self._tables = RecordTables(self._codec, PostgresDialect())
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def open(self) -> None:
@@ -216,19 +212,6 @@ class PostgresStore(RecordFacade[Conn]):
         self._specs = specs
         return results
 
-    async def get_event(
-        self, *, transaction_id: str, external_subscription_id: str | None = None
-    ) -> Event:
-        """The event by transaction id (the first stored one when no subscription is given)."""
-        return await self._read(
-            lambda conn: postgres_query.get_event(
-                conn,
-                self._codec,
-                transaction_id=transaction_id,
-                external_subscription_id=external_subscription_id,
-            )
-        )
-
     async def aggregate(self, query: AggregateQuery) -> list[GroupAggregate]:
         """Count, sum and max per group: whole days and hours from rollups, edges from events."""
         spec = self._specs.get(query.code)
@@ -257,24 +240,3 @@ class PostgresStore(RecordFacade[Conn]):
             self._specs.pop(code, None)
         else:
             self._specs[code] = recorded
-
-    async def list_events(
-        self,
-        *,
-        external_subscription_id: str,
-        code: str,
-        from_ts: datetime | None,
-        to_ts: datetime,
-    ) -> list[Event]:
-        """The matching events in (timestamp, created_at) order."""
-        low = None if from_ts is None else to_micros(from_ts)
-        return await self._read(
-            lambda conn: postgres_query.list_events(
-                conn,
-                self._codec,
-                external_subscription_id=external_subscription_id,
-                code=code,
-                low=low,
-                high=to_micros(to_ts),
-            )
-        )

@@ -1,4 +1,4 @@
-"""Event reads of the PostgreSQL adapter: aggregation (rollups + raw edges) and event listings.
+"""Aggregates of the PostgreSQL adapter: whole buckets from rollups, raw edges from events.
 
 As in the SQLite adapter, an aggregate is ONE statement, hence one snapshot: whole buckets
 from rollups, the partial edge hours from raw events, and the spec the rollups were built
@@ -13,29 +13,23 @@ from decimal import Decimal
 import asyncpg
 import msgspec
 
-from metering.errors import NotFound
-from metering.models import Event
 from metering.ports import AggregateQuery, GroupAggregate
-from metering.store.codec import JsonCodec, event_from_row, to_micros
+from metering.store.codec import JsonCodec
 from metering.store.folding import GroupFolder, group_results
 from metering.store.postgres_schema import Conn
 from metering.store.rollups import (
     DimsProjection,
     RollupSpec,
+    Split,
     decode_spec,
     event_value,
     group_values,
     split_range,
 )
+from metering.store.scan import scan_groups
+from metering.store.sql_reads import MIN_TS, bounds
 
-__all__ = ["aggregate", "get_event", "list_events"]
-
-_MIN_TS = -(2**63)
-
-_EVENT_COLUMNS = (
-    "id, transaction_id, external_subscription_id, code, ts, properties, created_us, "
-    "precise_total_amount_cents"
-)
+__all__ = ["Aggregated", "aggregate", "split_arrays"]
 
 _RAW = (
     "SELECT properties FROM events "
@@ -71,16 +65,23 @@ class Aggregated(msgspec.Struct, frozen=True):
     stale: bool
 
 
+def split_arrays(split: Split) -> tuple[list[int], ...]:
+    """A split as the ``$3``..``$7`` arrays of the split statements (here and ``postgres_series``):
+    the rollup ranges' grains, firsts and ends, then the raw ranges' lows and highs."""
+    return (
+        [grain for grain, _, _ in split.rollups],
+        [MIN_TS if first is None else first for _, first, _ in split.rollups],
+        [end for _, _, end in split.rollups],
+        [first for first, _ in split.raw],
+        [last for _, last in split.raw],
+    )
+
+
 async def _raw(
     conn: Conn, query: AggregateQuery, low: int, high: int, codec: JsonCodec
 ) -> list[GroupAggregate]:
-    folder: GroupFolder[tuple[str | None, ...]] = GroupFolder()
-    for (text,) in await conn.fetch(_RAW, query.external_subscription_id, query.code, low, high):
-        properties = codec.decode_properties(text)
-        folder.add_event(
-            group_values(properties, query.group_keys), event_value(properties, query.field_name)
-        )
-    return group_results(folder)
+    rows = await conn.fetch(_RAW, query.external_subscription_id, query.code, low, high)
+    return scan_groups((codec.decode_properties(text) for (text,) in rows), query)
 
 
 async def aggregate(
@@ -91,8 +92,7 @@ async def aggregate(
     ``stale`` tells the caller that the rollups were built with another spec than ``spec``
     (``recorded``): the groups were then read raw, and the caller should refresh its spec.
     """
-    low = _MIN_TS if query.from_ts is None else to_micros(query.from_ts)
-    high = to_micros(query.to_ts)
+    low, high = bounds(query)
     if low > high:
         return Aggregated([], spec, stale=False)
     split = None
@@ -100,16 +100,8 @@ async def aggregate(
         split = split_range(None if query.from_ts is None else low, high)
     if spec is None or split is None:
         return Aggregated(await _raw(conn, query, low, high, codec), spec, stale=False)
-    rows = await conn.fetch(
-        _SPLIT,
-        query.external_subscription_id,
-        query.code,
-        [grain for grain, _, _ in split.rollups],
-        [_MIN_TS if first is None else first for _, first, _ in split.rollups],
-        [end for _, _, end in split.rollups],
-        [first for first, _ in split.raw],
-        [last for _, last in split.raw],
-    )
+    sub, code = query.external_subscription_id, query.code
+    rows = await conn.fetch(_SPLIT, sub, code, *split_arrays(split))
     recorded = [decode_spec(row[2], row[1]) for row in rows if row[0] == 2]
     if recorded != [spec]:
         # Another replica rebuilt the rollups under another spec: read raw this time.
@@ -138,43 +130,3 @@ def _fold_split(
                 event_value(properties, query.field_name),
             )
     return group_results(folder)
-
-
-async def list_events(
-    conn: Conn,
-    codec: JsonCodec,
-    *,
-    external_subscription_id: str,
-    code: str,
-    low: int | None,
-    high: int,
-) -> list[Event]:
-    """Events of one stream with ``low <= ts <= high``, in (timestamp, created_at) order."""
-    sql = (
-        f"SELECT {_EVENT_COLUMNS} FROM events "  # noqa: S608 - fixed text
-        "WHERE external_subscription_id = $1 AND code = $2 AND ts BETWEEN $3 AND $4 "
-        "ORDER BY ts, created_us, seq"
-    )
-    rows = await conn.fetch(
-        sql, external_subscription_id, code, _MIN_TS if low is None else low, high
-    )
-    return [event_from_row(row, codec) for row in rows]
-
-
-async def get_event(
-    conn: Conn,
-    codec: JsonCodec,
-    *,
-    transaction_id: str,
-    external_subscription_id: str | None,
-) -> Event:
-    """The event by transaction id (and subscription); the first stored one otherwise."""
-    sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE transaction_id = $1"  # noqa: S608
-    params: tuple[str, ...] = (transaction_id,)
-    if external_subscription_id is not None:
-        sql += " AND external_subscription_id = $2"
-        params = (transaction_id, external_subscription_id)
-    row = await conn.fetchrow(sql + " ORDER BY seq LIMIT 1", *params)
-    if row is None:
-        raise NotFound("event")
-    return event_from_row(row, codec)

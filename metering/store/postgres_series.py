@@ -14,8 +14,9 @@ import asyncpg
 import msgspec
 
 from metering.ports import AggregateQuery, Window, WindowAggregate
-from metering.store.codec import JsonCodec, to_micros
+from metering.store.codec import JsonCodec
 from metering.store.folding import GroupFolder
+from metering.store.postgres_query import split_arrays
 from metering.store.postgres_schema import Conn
 from metering.store.rollups import (
     DimsProjection,
@@ -25,11 +26,11 @@ from metering.store.rollups import (
     event_value,
     group_values,
 )
+from metering.store.scan import scan_series
 from metering.store.series import SeriesKey, series_results, series_split, window_micros
+from metering.store.sql_reads import bounds
 
 __all__ = ["Series", "aggregate_series"]
-
-_MIN_TS = -(2**63)
 
 _RAW = (
     "SELECT ts, properties FROM events "
@@ -63,15 +64,8 @@ class Series(msgspec.Struct, frozen=True):
 async def _raw(
     conn: Conn, query: AggregateQuery, grain: int, low: int, high: int, codec: JsonCodec
 ) -> list[WindowAggregate]:
-    folder: GroupFolder[SeriesKey] = GroupFolder()
     rows = await conn.fetch(_RAW, query.external_subscription_id, query.code, low, high)
-    for ts, text in rows:
-        properties = codec.decode_properties(text)
-        folder.add_event(
-            (bucket_start(ts, grain), group_values(properties, query.group_keys)),
-            event_value(properties, query.field_name),
-        )
-    return series_results(folder)
+    return scan_series(((ts, codec.decode_properties(text)) for ts, text in rows), query, grain)
 
 
 async def aggregate_series(
@@ -83,23 +77,14 @@ async def aggregate_series(
 ) -> Series:
     """Count, sum and max per window and group (``Store.aggregate_series``)."""
     grain = window_micros(window)
-    low = _MIN_TS if query.from_ts is None else to_micros(query.from_ts)
-    high = to_micros(query.to_ts)
+    low, high = bounds(query)
     if low > high:
         return Series([], spec, stale=False)
     if spec is None or not spec.covers(query):
         return Series(await _raw(conn, query, grain, low, high, codec), spec, stale=False)
     split = series_split(None if query.from_ts is None else low, high, grain)
-    rows = await conn.fetch(
-        _SPLIT,
-        query.external_subscription_id,
-        query.code,
-        [rollup_grain for rollup_grain, _, _ in split.rollups],
-        [_MIN_TS if first is None else first for _, first, _ in split.rollups],
-        [end for _, _, end in split.rollups],
-        [first for first, _ in split.raw],
-        [last for _, last in split.raw],
-    )
+    sub, code = query.external_subscription_id, query.code
+    rows = await conn.fetch(_SPLIT, sub, code, *split_arrays(split))
     recorded = [decode_spec(row[3], row[2]) for row in rows if row[0] == 2]
     if recorded != [spec]:
         # Another replica rebuilt the rollups under another spec: read raw this time.

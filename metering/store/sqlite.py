@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -32,12 +31,10 @@ from metering.ports import (
     WindowAggregate,
 )
 from metering.store import sqlite_query, sqlite_series
-from metering.store.codec import JsonCodec, to_micros
 from metering.store.debounce import Debounced
 from metering.store.folding import GroupFolder
-from metering.store.record_facade import RecordFacade
 from metering.store.rollups import RollupKey, RollupSpec, rollup_deltas, spec_for
-from metering.store.sql_records import RecordTables
+from metering.store.sql_facade import SqlFacade
 from metering.store.sqlite_checkpoint import Checkpointer
 from metering.store.sqlite_connection import (
     WriterBusy,
@@ -69,7 +66,7 @@ T = TypeVar("T")
 _WRITE_HERE_MAX_EVENTS = 128
 
 
-class SQLiteStore(RecordFacade[aiosqlite.Connection]):
+class SQLiteStore(SqlFacade[aiosqlite.Connection]):
     """The SQLite adapter; see the module docstring.
 
     ``rollup_extra_keys`` are event properties kept in every code's rollups on top of its
@@ -88,7 +85,7 @@ class SQLiteStore(RecordFacade[aiosqlite.Connection]):
         self._path = Path(path)
         self._busy_timeout_ms = max(0, round(busy_timeout * 1000))
         self._extra_keys = tuple(rollup_extra_keys)
-        self._codec = JsonCodec()
+        super().__init__(SQLiteDialect())
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._checkpointer: Checkpointer | None = None
@@ -96,7 +93,6 @@ class SQLiteStore(RecordFacade[aiosqlite.Connection]):
         self._write_lock = asyncio.Lock()
         # code -> spec its rollups are built with; mirrors rollup_specs, changed under the lock.
         self._specs: dict[str, RollupSpec] = {}
-        self._tables = RecordTables(self._codec, SQLiteDialect())
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def open(self) -> None:
@@ -341,19 +337,6 @@ class SQLiteStore(RecordFacade[aiosqlite.Connection]):
         """Fold the tail inside the transaction open on ``conn`` (before a rebuild)."""
         await in_thread(conn, self._fold_all)
 
-    async def get_event(
-        self, *, transaction_id: str, external_subscription_id: str | None = None
-    ) -> Event:
-        """The event by transaction id (the first stored one when no subscription is given)."""
-        return await self._read(
-            lambda conn: sqlite_query.get_event(
-                conn,
-                self._codec,
-                transaction_id=transaction_id,
-                external_subscription_id=external_subscription_id,
-            )
-        )
-
     async def aggregate(self, query: AggregateQuery) -> list[GroupAggregate]:
         """Count, sum and max per group: whole days and hours from rollups, edges from events."""
         spec = self._specs.get(query.code)
@@ -366,25 +349,4 @@ class SQLiteStore(RecordFacade[aiosqlite.Connection]):
         spec = self._specs.get(query.code)
         return await self._read(
             lambda conn: sqlite_series.aggregate_series(conn, query, window, spec, self._codec)
-        )
-
-    async def list_events(
-        self,
-        *,
-        external_subscription_id: str,
-        code: str,
-        from_ts: datetime | None,
-        to_ts: datetime,
-    ) -> list[Event]:
-        """The matching events in (timestamp, created_at) order."""
-        low = None if from_ts is None else to_micros(from_ts)
-        return await self._read(
-            lambda conn: sqlite_query.list_events(
-                conn,
-                self._codec,
-                external_subscription_id=external_subscription_id,
-                code=code,
-                low=low,
-                high=to_micros(to_ts),
-            )
         )

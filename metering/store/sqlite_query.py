@@ -1,4 +1,4 @@
-"""Event reads of the SQLite adapter: aggregation (rollups + raw edges) and event listings."""
+"""Aggregates of the SQLite adapter: whole buckets from rollups, raw edges from events."""
 
 from __future__ import annotations
 
@@ -10,10 +10,8 @@ from typing import Any
 
 import aiosqlite
 
-from metering.errors import NotFound
-from metering.models import Event
 from metering.ports import AggregateQuery, GroupAggregate
-from metering.store.codec import JsonCodec, event_from_row, to_micros
+from metering.store.codec import JsonCodec
 from metering.store.folding import GroupFolder, Number, exact_context, group_results
 from metering.store.rollups import (
     HOUR_US,
@@ -23,17 +21,12 @@ from metering.store.rollups import (
     group_values,
     split_range,
 )
+from metering.store.scan import scan_groups
+from metering.store.sql_reads import MIN_TS, bounds
 from metering.store.sqlite_events import decode_spec
 from metering.store.sqlite_tail import outside
 
-__all__ = ["aggregate", "get_event", "list_events"]
-
-_MIN_TS = -(2**63)
-
-_EVENT_COLUMNS = (
-    "id, transaction_id, external_subscription_id, code, ts, properties, created_us, "
-    "precise_total_amount_cents"
-)
+__all__ = ["aggregate"]
 
 _RAW = (
     "SELECT properties FROM events "
@@ -95,22 +88,16 @@ _SPLIT_GROUPED, _SPLIT_ROWS = (
 async def _raw(
     conn: aiosqlite.Connection, query: AggregateQuery, low: int, high: int, codec: JsonCodec
 ) -> list[GroupAggregate]:
-    folder: GroupFolder[tuple[str | None, ...]] = GroupFolder()
     params = (query.external_subscription_id, query.code, low, high)
-    for (text,) in await conn.execute_fetchall(_RAW, params):
-        properties = codec.decode_properties(text)
-        folder.add_event(
-            group_values(properties, query.group_keys), event_value(properties, query.field_name)
-        )
-    return group_results(folder)
+    rows = await conn.execute_fetchall(_RAW, params)
+    return scan_groups((codec.decode_properties(text) for (text,) in rows), query)
 
 
 async def aggregate(
     conn: aiosqlite.Connection, query: AggregateQuery, spec: RollupSpec | None, codec: JsonCodec
 ) -> list[GroupAggregate]:
     """Count, sum and max per group; whole buckets from rollups when ``spec`` covers the query."""
-    low = _MIN_TS if query.from_ts is None else to_micros(query.from_ts)
-    high = to_micros(query.to_ts)
+    low, high = bounds(query)
     if low > high:
         return []
     if spec is None or not spec.covers(query):
@@ -122,7 +109,7 @@ async def aggregate(
     params: list[object] = []
     rollups = list(split.rollups) + [(HOUR_US, 1, 0)] * (_ROLLUP_PARTS - len(split.rollups))
     for grain, first, end in rollups:
-        params += (code, sub, grain, _MIN_TS if first is None else first, end)
+        params += (code, sub, grain, MIN_TS if first is None else first, end)
     for first, last in list(split.raw) + [(1, 0)] * (_RAW_PARTS - len(split.raw)):
         params += (sub, code, first, last)
     params += (code, sub, code, low, high)
@@ -184,41 +171,3 @@ def _fold_split(
                 event_value(properties, query.field_name),
             )
     return group_results(folder)
-
-
-async def list_events(
-    conn: aiosqlite.Connection,
-    codec: JsonCodec,
-    *,
-    external_subscription_id: str,
-    code: str,
-    low: int | None,
-    high: int,
-) -> list[Event]:
-    """Events of one stream with ``low <= ts <= high``, in (timestamp, created_at) order."""
-    sql = (
-        f"SELECT {_EVENT_COLUMNS} FROM events "  # noqa: S608 - fixed text
-        "WHERE external_subscription_id = ? AND code = ? AND ts BETWEEN ? AND ? "
-        "ORDER BY ts, created_us, seq"
-    )
-    params = (external_subscription_id, code, _MIN_TS if low is None else low, high)
-    return [event_from_row(row, codec) for row in await conn.execute_fetchall(sql, params)]
-
-
-async def get_event(
-    conn: aiosqlite.Connection,
-    codec: JsonCodec,
-    *,
-    transaction_id: str,
-    external_subscription_id: str | None,
-) -> Event:
-    """The event by transaction id (and subscription); the first stored one otherwise."""
-    sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE transaction_id = ?"  # noqa: S608
-    params: tuple[str, ...] = (transaction_id,)
-    if external_subscription_id is not None:
-        sql += " AND external_subscription_id = ?"
-        params = (transaction_id, external_subscription_id)
-    rows = list(await conn.execute_fetchall(sql + " ORDER BY seq LIMIT 1", params))
-    if not rows:
-        raise NotFound("event")
-    return event_from_row(rows[0], codec)

@@ -15,7 +15,7 @@ from typing import Any
 import aiosqlite
 
 from metering.ports import AggregateQuery, Window, WindowAggregate
-from metering.store.codec import JsonCodec, to_micros
+from metering.store.codec import JsonCodec
 from metering.store.folding import GroupFolder
 from metering.store.rollups import (
     DimsProjection,
@@ -24,13 +24,13 @@ from metering.store.rollups import (
     event_value,
     group_values,
 )
+from metering.store.scan import scan_series
 from metering.store.series import SeriesKey, series_results, series_split, window_micros
+from metering.store.sql_reads import MIN_TS, bounds
 from metering.store.sqlite_events import decode_spec
 from metering.store.sqlite_tail import outside
 
 __all__ = ["aggregate_series"]
-
-_MIN_TS = -(2**63)
 
 _ROLLUP_PART = (
     "SELECT 0, bucket, dims, events, numeric_events, total, maximum FROM rollups "
@@ -62,15 +62,9 @@ async def _raw(
     high: int,
     codec: JsonCodec,
 ) -> list[WindowAggregate]:
-    folder: GroupFolder[SeriesKey] = GroupFolder()
     params = (query.external_subscription_id, query.code, low, high)
-    for ts, text in await conn.execute_fetchall(_RAW, params):
-        properties = codec.decode_properties(text)
-        folder.add_event(
-            (bucket_start(ts, grain), group_values(properties, query.group_keys)),
-            event_value(properties, query.field_name),
-        )
-    return series_results(folder)
+    rows = await conn.execute_fetchall(_RAW, params)
+    return scan_series(((ts, codec.decode_properties(text)) for ts, text in rows), query, grain)
 
 
 async def aggregate_series(
@@ -82,8 +76,7 @@ async def aggregate_series(
 ) -> list[WindowAggregate]:
     """Count, sum and max per window and group (``Store.aggregate_series``)."""
     grain = window_micros(window)
-    low = _MIN_TS if query.from_ts is None else to_micros(query.from_ts)
-    high = to_micros(query.to_ts)
+    low, high = bounds(query)
     if low > high:
         return []
     if spec is None or not spec.covers(query):
@@ -92,7 +85,7 @@ async def aggregate_series(
     sub, code = query.external_subscription_id, query.code
     params: list[object] = []
     for rollup_grain, first, end in split.rollups:
-        params += (code, sub, rollup_grain, _MIN_TS if first is None else first, end)
+        params += (code, sub, rollup_grain, MIN_TS if first is None else first, end)
     for first, last in split.raw:
         params += (sub, code, first, last)
     params += (code, sub, code, low, high)

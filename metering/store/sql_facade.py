@@ -1,23 +1,28 @@
-"""The record half of the Store protocol, the same for both SQL adapters.
+"""The Store methods that are the same for both SQL adapters: records and plain event reads.
 
 Plans, customers, subscriptions, API keys and metric reads are each one call on the adapter's
-record table (:mod:`sql_records`) inside its read or write plumbing. The adapters differ only
-in their connection type, their dialect and how ``_read``/``_write`` obtain a connection,
-which is what :class:`RecordFacade` leaves to them. Metric writes stay in each
-adapter: they rebuild rollups their own way.
+record table (:mod:`sql_records`) inside its read or write plumbing, and event look-ups and
+listings one call to :mod:`sql_reads`. The adapters differ only in their connection type,
+their dialect and how ``_read``/``_write`` obtain a connection, which is what
+:class:`SqlFacade` leaves to them. Metric writes, event writes and aggregates stay in each
+adapter: they keep rollups their own way.
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import Generic, TypeVar
 
-from metering.models import ApiKey, BillableMetric, Customer, Plan, Subscription
+from metering.models import ApiKey, BillableMetric, Customer, Event, Plan, Subscription
 from metering.ports import Page
+from metering.store.codec import JsonCodec
+from metering.store.sql_dialect import SqlDialect
+from metering.store.sql_reads import EventReads
 from metering.store.sql_records import RecordTables
 
-__all__ = ["RecordFacade", "where"]
+__all__ = ["SqlFacade", "where"]
 
 C = TypeVar("C")
 T = TypeVar("T")
@@ -31,10 +36,14 @@ def where(*, empty: bool = False, **given: str | None) -> dict[str, str]:
     return found
 
 
-class RecordFacade(Generic[C]):
-    """Store methods for records, over an adapter's tables and its ``_read``/``_write``."""
+class SqlFacade(Generic[C]):
+    """Store methods for records and event reads, over an adapter's tables, dialect and
+    ``_read``/``_write``."""
 
-    _tables: RecordTables[C]
+    def __init__(self, dialect: SqlDialect[C]) -> None:
+        self._codec = JsonCodec()
+        self._tables = RecordTables(self._codec, dialect)
+        self._events = EventReads(dialect, self._codec)
 
     @abstractmethod
     async def _read(self, op: Callable[[C], Awaitable[T]]) -> T:
@@ -138,3 +147,24 @@ class RecordFacade(Generic[C]):
     async def list_keys(self) -> list[ApiKey]:
         """Every key, newest first."""
         return await self._read(lambda conn: self._tables.keys.all(conn, newest_first=True))
+
+    # -- event reads -------------------------------------------------------------------------
+    async def get_event(
+        self, *, transaction_id: str, external_subscription_id: str | None = None
+    ) -> Event:
+        """The event by transaction id (the first stored one when no subscription is given)."""
+        return await self._read(
+            lambda conn: self._events.get(conn, transaction_id, external_subscription_id)
+        )
+
+    async def list_events(
+        self,
+        *,
+        external_subscription_id: str,
+        code: str,
+        from_ts: datetime | None,
+        to_ts: datetime,
+    ) -> list[Event]:
+        """The matching events in (timestamp, created_at) order."""
+        sub = external_subscription_id
+        return await self._read(lambda conn: self._events.list(conn, sub, code, from_ts, to_ts))
