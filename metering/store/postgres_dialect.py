@@ -16,10 +16,8 @@ __all__ = ["PostgresDialect"]
 class PostgresDialect:
     """asyncpg: ``$n`` placeholders, ``= ANY(array)`` lists, the command tag's row count."""
 
-    @property
-    def unique_violation(self) -> type[Exception]:
-        """A unique constraint violated (other constraints are not a Conflict)."""
-        return asyncpg.UniqueViolationError
+    #: Only a unique constraint violated (other constraints are not a Conflict).
+    unique_violation: type[Exception] = asyncpg.UniqueViolationError
 
     def sql(self, text: str) -> str:
         """``text`` with its ``?`` placeholders numbered ``$1``, ``$2``... in order."""

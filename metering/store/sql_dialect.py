@@ -21,9 +21,8 @@ C_contra = TypeVar("C_contra", contravariant=True)
 class SqlDialect(Protocol[C_contra]):
     """One driver's side of the shared SQL, for connections of type ``C_contra``."""
 
-    @property
-    def unique_violation(self) -> type[Exception]:
-        """The driver's error for a unique constraint violated by a statement."""
+    #: The driver's error for a unique constraint violated by a statement.
+    unique_violation: type[Exception]
 
     def sql(self, text: str) -> str:
         """``text`` with each ``?`` placeholder in the driver's style."""

@@ -16,10 +16,8 @@ __all__ = ["SQLiteDialect"]
 class SQLiteDialect:
     """aiosqlite: ``?`` placeholders as written, ``IN`` lists, the cursor's row count."""
 
-    @property
-    def unique_violation(self) -> type[Exception]:
-        """SQLite reports every constraint violation as an IntegrityError."""
-        return sqlite3.IntegrityError
+    #: SQLite reports every constraint violation as an IntegrityError.
+    unique_violation: type[Exception] = sqlite3.IntegrityError
 
     def sql(self, text: str) -> str:
         """``text`` itself: SQLite takes ``?`` placeholders."""
