@@ -28,8 +28,8 @@ class SqlRecordTable(Generic[C, R]):
     """SQL for one record type over connections of type ``C``."""
 
     def __init__(self, record: RecordKind[R], codec: JsonCodec, dialect: SqlDialect[C]) -> None:
-        self.kind: type[R] = record.kind
-        self.not_found = record.not_found
+        self._kind: type[R] = record.kind
+        self._not_found = record.not_found
         self._table = record.table
         self._columns = record.columns
         self._unique = record.unique
@@ -63,8 +63,8 @@ class SqlRecordTable(Generic[C, R]):
         )
         rows = await self._dialect.fetch(conn, self._dialect.sql(sql), tuple(where.values()))
         if not rows:
-            raise self.not_found()
-        return self._codec.decode(rows[0][0], self.kind)
+            raise self._not_found()
+        return self._codec.decode(rows[0][0], self._kind)
 
     async def page(
         self,
@@ -96,7 +96,7 @@ class SqlRecordTable(Generic[C, R]):
             count_sql = f"SELECT COUNT(*) FROM {self._table} {condition}"  # noqa: S608
             counted = await self._dialect.fetch(conn, self._dialect.sql(count_sql), params)
             total = int(counted[0][0])
-        items = tuple(self._codec.decode(row[0], self.kind) for row in rows)
+        items = tuple(self._codec.decode(row[0], self._kind) for row in rows)
         return Page(items=items, page=page, per_page=per_page, total_count=total)
 
     async def all(self, conn: C, *, newest_first: bool = False) -> list[R]:
@@ -104,13 +104,13 @@ class SqlRecordTable(Generic[C, R]):
         order = "DESC" if newest_first else "ASC"
         sql = f"SELECT body FROM {self._table} ORDER BY created_us {order}, seq {order}"  # noqa: S608
         rows = await self._dialect.fetch(conn, sql, ())
-        return [self._codec.decode(row[0], self.kind) for row in rows]
+        return [self._codec.decode(row[0], self._kind) for row in rows]
 
     async def delete(self, conn: C, column: str, value: str) -> None:
         """Delete the record whose ``column`` equals ``value``; NotFound if there is none."""
         sql = f"DELETE FROM {self._table} WHERE {column} = ?"  # noqa: S608
         if await self._dialect.execute(conn, self._dialect.sql(sql), (value,)) == 0:
-            raise self.not_found()
+            raise self._not_found()
 
 
 class RecordTables(Generic[C]):
