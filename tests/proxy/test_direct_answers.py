@@ -234,3 +234,28 @@ def test_a_stream_whose_client_left_before_the_upstream_answered_is_still_metere
         time.sleep(0.1)
         types = {event.properties["type"] for event in stored_events(gateway)}
     assert types == {"input", "output"}
+
+
+def test_a_long_stream_to_a_client_that_reads_late_arrives_whole(
+    gateway: Gateway, api_key: str, simulator: SimulatorServer
+) -> None:
+    # About 9 MB of events against a client that reads nothing for a while: the gateway's
+    # socket buffer fills, the relay waits for it to drain (flow control), and nothing is lost.
+    chunks = 50_000
+    simulator.control.set_faults(chunks=chunks)
+    stream = _chat(stream=True, stream_options={"include_usage": True})
+    with _connect(gateway) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.sendall(_post(api_key, stream))
+        time.sleep(1.0)
+        (answer,) = _Reader(sock).read(1)
+    assert answer.status == 200
+    events = [line for line in answer.body.decode().split("\n") if line.startswith("data: ")]
+    assert events[-1] == "data: [DONE]"
+    documents = [json.loads(line.removeprefix("data: ")) for line in events[:-1]]
+    content = [d for d in documents if d["choices"] and d["choices"][0]["delta"].get("content")]
+    assert len(content) == chunks
+    assert len(answer.body) > 8_000_000
+    assert documents[-1]["usage"]["completion_tokens"] == chunks
+    output = [e for e in stored_events(gateway) if e.properties["type"] == "output"]
+    assert [e.properties["tokens"] for e in output] == [chunks]
