@@ -110,13 +110,15 @@ class Stack:
     """Simulator + gateway processes in a temporary directory; a context manager.
 
     ``chunks`` content chunks per answer, ``chunk_delay_ms`` apart in streams;
-    ``upstream_loop`` is the simulator's event loop.
+    ``upstream_loop`` is the simulator's event loop; ``tallygate`` the command that runs the
+    gateway (default: the one installed beside this interpreter), e.g. another checkout's.
     """
 
     workdir: Path
     chunks: int = 32
     chunk_delay_ms: int = 0
     upstream_loop: str = "auto"
+    tallygate: str = ""
     gateway_env: dict[str, str] = field(default_factory=dict)
     upstream_url: str = ""
     gateway_url: str = ""
@@ -178,15 +180,21 @@ class Stack:
             'api_key_env = "BENCH_UPSTREAM_KEY"\n'
         )
         gw_env = {**env, "BENCH_UPSTREAM_KEY": UPSTREAM_KEY, **self.gateway_env}
+        tallygate = self.tallygate or _tallygate()
+        if self.tallygate:
+            # Another checkout's command must import that checkout's code: a PYTHONPATH of
+            # this one (``PYTHONPATH=. python -m bench...``) would put this tree's proxy/
+            # first, and both sides of an A/B would run the same code.
+            gw_env.pop("PYTHONPATH", None)
         created = subprocess.run(
-            [_tallygate(), "--config", str(config), "keys", "create", "--customer", "bench"],
+            [tallygate, "--config", str(config), "keys", "create", "--customer", "bench"],
             env=gw_env,
             capture_output=True,
             text=True,
             check=True,
         )
         self.key = re.search(r"api key:\s+(\S+)", created.stdout).group(1)  # type: ignore[union-attr]
-        gateway = self._spawn("gateway", [_tallygate(), "--config", str(config), "serve"], gw_env)
+        gateway = self._spawn("gateway", [tallygate, "--config", str(config), "serve"], gw_env)
         self.gateway_pid = gateway.pid
         self.gateway_url = f"http://127.0.0.1:{port}"
         _wait_http(f"{self.gateway_url}/healthz", time.monotonic() + 30)
