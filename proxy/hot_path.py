@@ -10,6 +10,10 @@ What Litestar did for these routes, this module does the same way: auth before t
 read, 415 then 413 (declared or streamed past ``server.max_body_bytes``), errors in OpenAI's
 envelope from :mod:`proxy.errors`' one table, an ``x-request-id`` on every response, and a
 client that disconnects mid-stream cancels the relay (which meters what was generated).
+
+:func:`serve` answers through a :class:`Responder`: :class:`AsgiResponder` here (any ASGI
+server, the tests' ASGI transports), or, under uvicorn, :mod:`proxy.http_protocol` skips ASGI
+altogether and passes :class:`~proxy.direct_response.DirectResponder`.
 """
 
 from __future__ import annotations
