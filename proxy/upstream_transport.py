@@ -164,51 +164,48 @@ class _Connection(asyncio.Protocol):
         """The status and raw headers of the response being read."""
         return self._status, self._headers
 
+    def _take(self) -> bytes:
+        """Everything received and not yet taken, as one piece; reading resumes if paused."""
+        body = self._body
+        piece = body.popleft() if len(body) == 1 else b"".join(body)
+        body.clear()
+        self._buffered = 0
+        if self._paused:
+            self._paused = False
+            if self.transport is not None:
+                self.transport.resume_reading()
+        return piece
+
+    async def _more(self, read_timeout: float | None) -> bool:
+        """Wait for more of the body; False once the message is complete (nothing to wait
+        for), the connection's error if it failed."""
+        if self._complete:
+            return False
+        if self._error is not None:
+            raise self._error
+        self._waiter = asyncio.get_running_loop().create_future()
+        await _within(self._waiter, read_timeout, httpx.ReadTimeout)
+        return True
+
     async def body(self, read_timeout: float | None) -> AsyncIterator[bytes]:
         """The response body as it arrives; ends when the message is complete."""
-        loop = asyncio.get_running_loop()
         while True:
             if self._body:
                 # Everything already received goes on as one piece: an SSE upstream sends one
                 # HTTP chunk per event, and one piece per chunk would mean one parse, one
                 # relay step and one client write each. Nothing waits for more data.
-                body = self._body
-                piece = body.popleft() if len(body) == 1 else b"".join(body)
-                body.clear()
-                self._buffered = 0
-                if self._paused:
-                    self._paused = False
-                    if self.transport is not None:
-                        self.transport.resume_reading()
-                yield piece
-                continue
-            if self._complete:
+                yield self._take()
+            elif not await self._more(read_timeout):
                 return
-            if self._error is not None:
-                raise self._error
-            self._waiter = loop.create_future()
-            await _within(self._waiter, read_timeout, httpx.ReadTimeout)
 
     async def read_all(self, read_timeout: float | None) -> bytes:
         """The whole response body: :meth:`body` joined, without an async generator."""
-        loop = asyncio.get_running_loop()
         parts: list[bytes] = []
         while True:
             if self._body:
-                parts += self._body
-                self._body.clear()
-                self._buffered = 0
-                if self._paused:
-                    self._paused = False
-                    if self.transport is not None:
-                        self.transport.resume_reading()
-                continue
-            if self._complete:
+                parts.append(self._take())
+            elif not await self._more(read_timeout):
                 return parts[0] if len(parts) == 1 else b"".join(parts)
-            if self._error is not None:
-                raise self._error
-            self._waiter = loop.create_future()
-            await _within(self._waiter, read_timeout, httpx.ReadTimeout)
 
 
 async def _within(
