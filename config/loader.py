@@ -86,9 +86,11 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
 
 def masked_settings(settings: Settings) -> dict[str, Any]:
     """The settings as a plain document, secrets replaced by whether they are set (and a
-    password in ``store.url`` masked)."""
+    password in ``store.url`` or an upstream's ``base_url`` masked)."""
     document: dict[str, Any] = msgspec.to_builtins(settings)
     document["store"]["url"] = _masked_url(settings.store.url)
+    for name, upstream in settings.upstreams.items():
+        document["upstreams"][name]["base_url"] = _masked_url(upstream.base_url)
     document["secrets"] = {
         name: ("set" if value else "unset") for name, value in settings.secrets.items()
     }
@@ -255,7 +257,9 @@ def _check_semantics(settings: Settings, issues: list[ConfigIssue]) -> None:
     for name, upstream in settings.upstreams.items():
         if not upstream.base_url.startswith(("http://", "https://")):
             issues.append(
-                ConfigIssue(f"upstreams.{name}.base_url", "an http(s) URL", repr(upstream.base_url))
+                ConfigIssue(
+                    f"upstreams.{name}.base_url", "an http(s) URL", _redacted_url(upstream.base_url)
+                )
             )
         if upstream.retries < 0 or upstream.retry_backoff_seconds < 0:
             issues.append(

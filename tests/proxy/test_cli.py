@@ -96,6 +96,26 @@ def test_config_check_masks_secrets_and_lists_problems(
     assert "Traceback" not in err
 
 
+def test_config_check_masks_a_password_in_an_upstream_base_url(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "creds.toml"
+    config.write_text(
+        '[upstreams.private]\nbase_url = "https://gw:hunter2-pass@llm.internal:8443/v1"\n'
+        '[upstreams.broken]\nbase_url = "ftp://ops:ftp-pass@files.internal/"\n'
+    )
+    assert main(["config", "check", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "upstreams.broken.base_url: expected an http(s) URL" in err
+    assert "ftp://ops:***@files.internal/" in err
+    assert "ftp-pass" not in err
+    config.write_text('[upstreams.private]\nbase_url = "https://gw:hunter2-pass@llm.internal/v1"\n')
+    assert main(["config", "check", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert '"base_url": "https://gw:***@llm.internal/v1"' in out
+    assert "hunter2-pass" not in out
+
+
 def test_console_script_runs(tmp_path: Path) -> None:
     script = Path(sys.executable).with_name("tallygate")
     result = subprocess.run(
