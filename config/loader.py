@@ -261,6 +261,14 @@ def _check_semantics(settings: Settings, issues: list[ConfigIssue]) -> None:
                     f"upstreams.{name}.base_url", "an http(s) URL", _redacted_url(upstream.base_url)
                 )
             )
+        if upstream.stream_options_refusal_seconds < 0:
+            issues.append(
+                ConfigIssue(
+                    f"upstreams.{name}.stream_options_refusal_seconds",
+                    "seconds >= 0",
+                    str(upstream.stream_options_refusal_seconds),
+                )
+            )
         if upstream.retries < 0 or upstream.retry_backoff_seconds < 0:
             issues.append(
                 ConfigIssue(f"upstreams.{name}.retries", "non-negative retries and backoff", "less")

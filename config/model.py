@@ -64,6 +64,10 @@ class UpstreamSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     retries: int = 1
     #: Pause before retry n: ``n * retry_backoff_seconds``.
     retry_backoff_seconds: float = 0.2
+    #: Seconds the gateway remembers that this upstream refused the ``stream_options`` it
+    #: injects to meter streams exactly (its streams are metered by estimate meanwhile); then
+    #: it injects again. 0: never remember (each refused stream is sent twice).
+    stream_options_refusal_seconds: float = 3600.0
     headers: dict[str, str] = msgspec.field(default_factory=dict)
 
 

@@ -27,6 +27,7 @@ from proxy.lago import lago_router
 from proxy.lago.openapi import document_admin_api
 from proxy.openapi_proxied import document_openai_api
 from proxy.request_id import ensure_request_id
+from proxy.routes import admin as admin_routes
 from proxy.routes import openai as openai_routes
 from proxy.routes.health import healthz, readyz
 from proxy.routes.usage import key_usage
@@ -149,7 +150,14 @@ def create_app(
 
     # The proxied endpoints are served in front of Litestar (proxy.hot_path), the rest by it.
     app = GatewayApp(
-        route_handlers=[healthz, readyz, *openai_routes.ROUTES, key_usage, lago_router()],
+        route_handlers=[
+            healthz,
+            readyz,
+            *openai_routes.ROUTES,
+            key_usage,
+            lago_router(),
+            *admin_routes.ROUTES,
+        ],
         lifespan=[lifespan],
         exception_handlers=exception_handlers(),
         before_send=[ensure_request_id],

@@ -3,7 +3,9 @@ committed before the stream's final event, and metered even when the stream brea
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
 
 import httpx
 
@@ -15,9 +17,7 @@ from proxy.upstream_transport import UpstreamResponse
 
 __all__ = ["Emit", "open_stream", "relay_stream"]
 
-
-def _rejects_stream_options(status: int, body: bytes) -> bool:
-    return status == 400 and b"stream_options" in body
+log = logging.getLogger("tallygate.upstream")
 
 
 async def open_stream(
@@ -27,24 +27,48 @@ async def open_stream(
     known to refuse it) and return the open response and the reader for its events."""
     gateway, route = call.gateway, call.route
     asked = head.stream_options is not None and head.stream_options.include_usage is True
-    inject = (
-        call.surface.injects_usage and route.upstream_name not in gateway.rejects_stream_options
-    )
     # A client that asked for usage already sends what would be injected: its bytes go as they are.
-    body = with_stream_usage(call.body) if inject and not asked else call.body
-    upstream = await _send(call, body, headers)
-    # Only a body whose stream_options are all ours can tell that the upstream refuses the
-    # parameter: a 400 about the client's own stream_options is the client's to see, and must
-    # not switch injection off for every other client of this upstream.
-    if inject and head.stream_options is None and upstream.status_code == 400:
-        content = await upstream.aread()
-        await upstream.aclose()
-        if not _rejects_stream_options(400, content):
-            return upstream, SSEReader(strip_usage=not asked)
-        # Fail open, once per upstream: it will be metered by the fallback from now on.
-        gateway.rejects_stream_options.add(route.upstream_name)
-        upstream = await _send(call, call.body, headers)
+    inject = (
+        call.surface.injects_usage
+        and not asked
+        and not gateway.stream_options_refusals.refuses(route.upstream_name, gateway.clock)
+    )
+    upstream = await _send(call, with_stream_usage(call.body) if inject else call.body, headers)
+    if inject and upstream.status_code == 400:
+        upstream = await _refused(call, upstream, headers)
     return upstream, SSEReader(strip_usage=not asked)
+
+
+async def _refused(
+    call: MeteredCall, refusal: UpstreamResponse, headers: Mapping[str, str]
+) -> UpstreamResponse:
+    """The answer to a request whose injected ``stream_options`` met a 400.
+
+    A 400 that mentions ``stream_options`` may be about the injected field, or about the
+    client's own request (upstreams echo client values: a message whose role is
+    "stream_options"). The client's own bytes, sent again, tell which: only if they succeed is
+    the refusal remembered (fail open: the upstream's streams are estimated for a while).
+    """
+    content = await refusal.aread()
+    await refusal.aclose()
+    if b"stream_options" not in content:
+        return refusal  # about something else: the client's to see
+    retry = await _send(call, call.body, headers)
+    if retry.is_success:
+        gateway, name = call.gateway, call.route.upstream_name
+        seconds = call.route.upstream.stream_options_refusal_seconds
+        if seconds > 0:
+            until = gateway.clock() + timedelta(seconds=seconds)
+            gateway.stream_options_refusals.remember(name, until)
+        log.warning(
+            "upstream %r refused the stream_options the gateway injects and accepted the "
+            "request without them: its streams are metered by estimate for %g s "
+            "(DELETE /admin/v1/upstreams/%s/stream_options_refusal clears this)",
+            name,
+            seconds,
+            name,
+        )
+    return retry
 
 
 async def _send(call: MeteredCall, body: bytes, headers: Mapping[str, str]) -> UpstreamResponse:

@@ -14,6 +14,7 @@ from metering.ports import Store
 from metering.service import MeteringService
 from metering.writer import EventWriter
 from proxy.auth import KeyAuthenticator
+from proxy.refusals import StreamOptionsRefusals
 from proxy.tokens import TokenCounter
 from proxy.upstream import UpstreamRouter
 from proxy.upstream_client import UpstreamClient
@@ -47,8 +48,8 @@ class Gateway:
     http: UpstreamClient
     tokens: TokenCounter
     clock: Clock
-    #: Upstreams that refused an injected ``stream_options`` (fail open, asked once each).
-    rejects_stream_options: set[str] = field(default_factory=set)
+    #: Upstreams that refused the injected ``stream_options`` (proven by a retry), for a while.
+    stream_options_refusals: StreamOptionsRefusals = field(default_factory=StreamOptionsRefusals)
     #: Serializes the admin API's read-decide-write sequences on customers and subscriptions.
     records_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     #: Work that must finish even though its request was cancelled (awaited at shutdown).

@@ -18,12 +18,21 @@ def healthz() -> dict[str, str]:
 
 
 @get("/readyz", include_in_schema=False)
-async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, str]]:
+async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
     """The store answers and takes writes; 503 otherwise, so a load balancer stops sending
-    traffic."""
+    traffic. Also lists degradations that do not make it unready (see :func:`_degraded`)."""
     gateway: Gateway = request.app.state.gateway
+    detail = _degraded(gateway)
     if gateway.writer.stalled:
-        return Response({"status": "store failing writes"}, status_code=503)
+        return Response({"status": "store failing writes", **detail}, status_code=503)
     if await gateway.store.ping():
-        return Response({"status": "ready"})
-    return Response({"status": "store unreachable"}, status_code=503)
+        return Response({"status": "ready", **detail})
+    return Response({"status": "store unreachable", **detail}, status_code=503)
+
+
+def _degraded(gateway: Gateway) -> dict[str, Any]:
+    # Upstreams whose streams are metered by estimate, and until when (proxy.refusals).
+    refusals = gateway.stream_options_refusals.in_force(gateway.clock)
+    if not refusals:
+        return {}
+    return {"stream_options_refused_until": {name: t.isoformat() for name, t in refusals.items()}}

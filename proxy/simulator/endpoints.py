@@ -58,6 +58,23 @@ def _model(target: str | None, model: str | None) -> str:
     return chosen
 
 
+_ROLES = ("system", "assistant", "user", "function", "tool", "developer")
+
+
+def _check_roles(request: ChatRequest) -> None:
+    # OpenAI's own wording, which echoes the client's value (as real upstreams do).
+    for index, message in enumerate(request.messages):
+        if message.role is not None and message.role not in _ROLES:
+            supported = ", ".join(f"'{role}'" for role in _ROLES[:-1])
+            raise SimulatorError(
+                400,
+                f"Invalid value: '{message.role}'. Supported values are: {supported}, "
+                f"and '{_ROLES[-1]}'.",
+                param=f"messages[{index}].role",
+                code="invalid_value",
+            )
+
+
 def _check_stream_options(faults: Faults, request: ChatRequest | CompletionRequest) -> None:
     options = request.stream_options
     if options is msgspec.UNSET:
@@ -114,6 +131,7 @@ async def chat(ex: Exchange, target: str | None) -> None:
         raise SimulatorError(
             400, "[] is too short - 'messages'", param="messages", code="empty_array"
         )
+    _check_roles(request)
     _check_stream_options(ex.faults, request)
     cap = request.max_completion_tokens or request.max_tokens
     completion = plan_completion(ex.faults, cap)

@@ -33,6 +33,7 @@ class ContentPart(msgspec.Struct):
 class Message(msgspec.Struct):
     """A chat message; `content` is a string, a list of parts, or null (e.g. with tool calls)."""
 
+    role: str | None = None
     content: str | list[ContentPart] | None = None
 
 
