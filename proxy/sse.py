@@ -11,7 +11,9 @@ chunk of a client that asked: the last one the upstream sent, once).
 Cost: most events of a stream are content chunks without usage (``"usage": null`` or none).
 Those are checked as JSON with a narrow decode that keeps only the streamed text and the usage,
 and forwarded as the original bytes; a piece whose events all go out unchanged is forwarded as
-one slice. Only chunks with a usage, and Responses events, are decoded whole.
+one slice. Only chunks with a usage, tool calls or a refusal, and Responses events, are decoded
+whole. The generated output kept for an estimate is the text of each choice and each function
+call's name and arguments (chat ``tool_calls`` deltas, Responses ``function_call`` items).
 """
 
 from __future__ import annotations
@@ -27,10 +29,15 @@ __all__ = ["SSEReader"]
 _DONE = b"[DONE]"
 # The Responses API ends with one of these instead of [DONE]; held back the same way.
 _TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+_OUTPUT_ITEM = frozenset({"response.output_item.added", "response.output_item.done"})
 
 
 class _Delta(msgspec.Struct):
     content: str | None = None
+    # Rare: a chunk with any of these is read whole (see SSEReader._collect).
+    refusal: Any = None
+    tool_calls: Any = None
+    function_call: Any = None
 
 
 class _Choice(msgspec.Struct):
@@ -57,6 +64,8 @@ class SSEReader:
         self._buffer = b""
         self._usage: dict[str, Any] | None = None
         self._texts: dict[int, list[str]] = {}
+        # (choice, tool call index) or (-1, Responses output index) -> name and argument pieces
+        self._calls: dict[tuple[int, int], tuple[list[str], list[str]]] = {}
         self._held: bytes = b""
         self._usage_chunk = b""
         self.done = False
@@ -99,8 +108,13 @@ class SSEReader:
         return usage_from_object(self._usage)
 
     def texts(self) -> list[str]:
-        """Streamed text per choice (concatenated), for the tiktoken fallback."""
-        return ["".join(parts) for _, parts in sorted(self._texts.items())]
+        """What the model generated, for the tiktoken fallback: the streamed text of each
+        choice, then each function call's name and arguments (each concatenated: arguments
+        arrive in pieces across chunks, and BPE merges across those boundaries)."""
+        texts = ["".join(parts) for _, parts in sorted(self._texts.items())]
+        for _, (names, arguments) in sorted(self._calls.items()):
+            texts += ("".join(names), "".join(arguments))
+        return texts
 
     def _event(self, event: bytes, body: bytes) -> bytes | None:
         """What replaces ``event`` for the client: None to forward it as is, b"" to drop it."""
@@ -126,6 +140,8 @@ class SSEReader:
             else:
                 if chunk.usage is not None:
                     return self._document(event, data)  # it may have to change
+                if _generates_more_than_content(chunk):
+                    return self._document(event, data)
                 for choice in chunk.choices or ():
                     delta = choice.delta
                     text = delta.content if delta is not None else choice.text
@@ -173,17 +189,68 @@ class SSEReader:
                 if not isinstance(choice, dict):
                     continue
                 index = choice.get("index", 0)
+                if not isinstance(index, int):
+                    continue
                 delta = choice.get("delta")
-                text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
-                if isinstance(text, str) and isinstance(index, int):
-                    self._texts.setdefault(index, []).append(text)
-        elif document.get("type") == "response.output_text.delta":
-            delta = document.get("delta")
-            if isinstance(delta, str):
-                self._texts.setdefault(0, []).append(delta)
+                if isinstance(delta, dict):
+                    self._chat_delta(index, delta)
+                elif isinstance(choice.get("text"), str):
+                    self._texts.setdefault(index, []).append(choice["text"])
+        else:
+            self._responses_event(document)
         response = document.get("response")
         if isinstance(response, dict) and response.get("usage") is not None:
             self._usage = response["usage"]
+
+    def _chat_delta(self, choice: int, delta: dict[str, Any]) -> None:
+        for text in (delta.get("content"), delta.get("refusal")):
+            if isinstance(text, str):
+                self._texts.setdefault(choice, []).append(text)
+        calls = delta.get("tool_calls")
+        for call in calls if isinstance(calls, list) else []:
+            index = call.get("index", 0) if isinstance(call, dict) else None
+            if isinstance(index, int):
+                self._call_piece((choice, index), call.get("function"))
+        self._call_piece((choice, -1), delta.get("function_call"))  # the legacy form
+
+    def _responses_event(self, document: dict[str, Any]) -> None:
+        kind, index = document.get("type"), document.get("output_index")
+        if kind == "response.output_text.delta":
+            delta = document.get("delta")
+            if isinstance(delta, str):
+                self._texts.setdefault(0, []).append(delta)
+        elif kind == "response.function_call_arguments.delta" and isinstance(index, int):
+            self._call_piece((-1, index), {"arguments": document.get("delta")})
+        elif kind in _OUTPUT_ITEM and isinstance(index, int):
+            item = document.get("item")
+            if isinstance(item, dict) and item.get("type") == "function_call":
+                if kind == "response.output_item.done":
+                    self._calls.pop((-1, index), None)  # the whole call replaces its pieces
+                self._call_piece((-1, index), item)
+
+    def _call_piece(self, key: tuple[int, int], function: object) -> None:
+        """Add a piece of a function call: its name and/or a piece of its arguments."""
+        if not isinstance(function, dict):
+            return
+        names, arguments = self._calls.setdefault(key, ([], []))
+        name, more = function.get("name"), function.get("arguments")
+        if isinstance(name, str):
+            names.append(name)
+        if isinstance(more, str):
+            arguments.append(more)
+
+
+def _generates_more_than_content(chunk: _Chunk) -> bool:
+    """Whether a chunk carries generated output besides ``content`` (tool calls, refusals)."""
+    for choice in chunk.choices or ():
+        delta = choice.delta
+        if delta is not None and (
+            delta.tool_calls is not None
+            or delta.function_call is not None
+            or delta.refusal is not None
+        ):
+            return True
+    return False
 
 
 def _event_end(buffer: bytes, start: int) -> tuple[int, int]:

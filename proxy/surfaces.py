@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from proxy.tokens import TokenCounter
+from proxy.tokens.chat import message_output_texts
+from proxy.tokens.responses import output_texts
 
 __all__ = ["CHAT", "COMPLETIONS", "EMBEDDINGS", "RESPONSES", "SURFACES", "Surface"]
 
@@ -62,12 +64,11 @@ def _choices(document: Any) -> list[Any]:
 
 
 def _chat_texts(document: Any) -> list[str]:
+    # Each choice's content, refusal and tool calls (function name and arguments).
     texts = []
     for choice in _choices(document):
-        message = choice.get("message") if isinstance(choice, dict) else None
-        content = message.get("content") if isinstance(message, dict) else None
-        if isinstance(content, str):
-            texts.append(content)
+        if isinstance(choice, dict):
+            texts += message_output_texts(choice.get("message"))
     return texts
 
 
@@ -84,14 +85,7 @@ def _no_texts(document: Any) -> list[str]:
 
 
 def _responses_texts(document: Any) -> list[str]:
-    output = document.get("output") if isinstance(document, dict) else None
-    parts: list[str] = []
-    for item in output if isinstance(output, list) else []:
-        content = item.get("content") if isinstance(item, dict) else None
-        for part in content if isinstance(content, list) else []:
-            if isinstance(part, dict) and isinstance(part.get("text"), str):
-                parts.append(part["text"])
-    return ["".join(parts)] if parts else []
+    return output_texts(document.get("output") if isinstance(document, dict) else None)
 
 
 def _responses_history(body: Any) -> bool:

@@ -14,7 +14,8 @@ The cookbook's function crashes on real traffic (``content: null``, content-part
 - a content-part list: ``text`` / ``refusal`` parts as text, ``image_url`` parts by
   ``proxy.tokens.images``; audio and file parts cannot be estimated and count 0;
 - ``tool_calls`` / ``function_call``: each function's name and arguments (ids are not sent to
-  the model as text);
+  the model as text); the same texts make the completion estimate of an answer that calls
+  tools (:func:`message_output_texts`);
 - anything else (``null``, numbers, unknown objects): 0. Client input never raises.
 """
 
@@ -31,6 +32,8 @@ __all__ = [
     "TextCounter",
     "chat_rules",
     "content_tokens",
+    "function_call_texts",
+    "message_output_texts",
     "message_tokens",
     "messages_tokens",
     "tool_choice_tokens",
@@ -108,13 +111,37 @@ def content_tokens(content: object, count: TextCounter, rules: ChatRules) -> int
     return total
 
 
-def _function_call_tokens(call: object, count: TextCounter) -> int:
+def function_call_texts(call: object) -> list[str]:
+    """The name and arguments of a function call, as the model wrote them; [] for non-calls.
+
+    Chat's ``tool_calls`` entries nest them (``{"function": {"name", "arguments"}}``); the
+    legacy ``function_call`` and the Responses API's ``function_call`` items are flat. Ids are
+    not model text and are left out.
+    """
     if not isinstance(call, Mapping):
-        return 0
-    function = call.get("function", call)  # chat nests {"function": {...}}; legacy is flat
+        return []
+    function = call.get("function", call)
     if not isinstance(function, Mapping):
-        return 0
-    return count(_str(function.get("name"))) + count(_str(function.get("arguments")))
+        return []
+    return [_str(function.get("name")), _str(function.get("arguments"))]
+
+
+def _function_call_tokens(call: object, count: TextCounter) -> int:
+    return sum(count(text) for text in function_call_texts(call))
+
+
+def message_output_texts(message: object) -> list[str]:
+    """What a model generated in a chat ``message`` (a non-streamed choice's), for the
+    completion estimate: its ``content``, its ``refusal``, then each tool call's (and a
+    legacy ``function_call``'s) name and arguments."""
+    if not isinstance(message, Mapping):
+        return []
+    texts = [_str(message.get("content")), _str(message.get("refusal"))]
+    calls = message.get("tool_calls")
+    for call in calls if isinstance(calls, list) else []:
+        texts += function_call_texts(call)
+    texts += function_call_texts(message.get("function_call"))
+    return [text for text in texts if text]
 
 
 def message_tokens(message: Mapping[str, Any], count: TextCounter, rules: ChatRules) -> int:

@@ -12,6 +12,7 @@ reused (reference/openai-usage.md section 1.4):
     and the call id (the chat formula's treatment of ``tool_call_id``);
   - ``reasoning``, ``item_reference`` and hosted-tool items: per-message overhead only; their real
     cost is server-side and unknown;
+  (:func:`output_texts` reads the generated side of an answer's ``output`` the same way);
 - ``tools`` by the cookbook's tool rule (function tools only); ``tool_choice`` by LiteLLM's rule.
 
 ``previous_response_id`` and ``conversation`` add server-side history the proxy never sees, so
@@ -27,12 +28,13 @@ from proxy.tokens.chat import (
     ChatRules,
     TextCounter,
     content_tokens,
+    function_call_texts,
     messages_tokens,
     tool_choice_tokens,
     tools_tokens,
 )
 
-__all__ = ["responses_input_tokens"]
+__all__ = ["output_texts", "responses_input_tokens"]
 
 
 def _str(value: object) -> str:
@@ -52,8 +54,7 @@ def _item_tokens(item: object, count: TextCounter, rules: ChatRules) -> int:
             + content_tokens(item.get("content"), count, rules)
         )
     if kind == "function_call":
-        name, arguments = _str(item.get("name")), _str(item.get("arguments"))
-        return rules.per_message + count(name) + count(arguments)
+        return rules.per_message + sum(count(text) for text in function_call_texts(item))
     if isinstance(kind, str) and kind.endswith("_call_output"):
         output = item.get("output")
         return (
@@ -84,3 +85,23 @@ def responses_input_tokens(body: Mapping[str, Any], count: TextCounter, rules: C
     total += tools_tokens(body.get("tools"), count, rules)
     total += tool_choice_tokens(body.get("tool_choice"), count)
     return total
+
+
+def output_texts(output: object) -> list[str]:
+    """What a model generated in a Responses ``output`` list, for the completion estimate:
+    the text (and refusals) of its messages as one string, then each ``function_call``
+    item's name and arguments. Reasoning and hosted-tool items show no countable text."""
+    parts: list[str] = []
+    calls: list[str] = []
+    for item in output if isinstance(output, list) else []:
+        if not isinstance(item, Mapping):
+            continue
+        if item.get("type") == "function_call":
+            calls += function_call_texts(item)
+            continue
+        content = item.get("content")
+        for part in content if isinstance(content, list) else []:
+            if isinstance(part, Mapping):
+                parts += [_str(part.get("text")), _str(part.get("refusal"))]
+    texts = ["".join(parts), *calls]
+    return [text for text in texts if text]
