@@ -1,19 +1,23 @@
 """Streaming relay: include_usage injected upstream, chunks forwarded as they arrive, usage
-committed before the stream's final event, and metered even when the stream breaks."""
+committed before the stream's final event, and metered even when the stream breaks (the
+client's stream then ends with an error event, as OpenAI ends a stream that fails midway)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
+from typing import Any
 
 import httpx
 
+from proxy.errors import GatewayError, openai_error
 from proxy.metered_call import MeteredCall
 from proxy.request_head import RequestHead, with_stream_usage
 from proxy.sse import SSEReader
 from proxy.upstream import send_upstream
 from proxy.upstream_transport import UpstreamResponse
+from proxy.usage import TokenUsage
 
 __all__ = ["Emit", "open_stream", "relay_stream"]
 
@@ -92,19 +96,24 @@ async def relay_stream(
     recorded = False
     call.gateway.stream_opened()
     try:
+        broken: httpx.HTTPError | None = None
         try:
             async for piece in upstream.aiter_raw():
                 out = reader.feed(piece)
                 if out:
                     await emit(out, True)
-        except httpx.HTTPError:
-            # Upstream cut, reset or timed out mid-stream: end the client's stream cleanly
-            # after metering what was produced (OpenAI's SDK reports a truncated stream).
-            pass
-        await _record(call, reader)
+        except httpx.HTTPError as exc:
+            broken = exc  # cut, reset or timed out mid-stream
+        usage = await _record(call, reader)
         recorded = True
-        # [DONE] (or the terminal event) goes with the end of the response: one write.
-        await emit(reader.tail(), False)
+        if broken is None or reader.done:
+            # [DONE] (or the terminal event) goes with the end of the response: one write.
+            await emit(reader.tail(), False)
+        else:
+            # As OpenAI ends a stream that failed midway: an error event, which the SDK raises
+            # as an APIError, so a client can tell a truncated answer from a complete one.
+            error = _broken_off(call, broken, usage)
+            await emit(reader.broken_tail(error, typed=call.surface.typed_events), False)
     finally:
         call.gateway.stream_closed()  # no await before the spawn: shutdown sees one or the other
         if not recorded:
@@ -115,9 +124,32 @@ async def relay_stream(
             await upstream.aclose()
 
 
-async def _record(call: MeteredCall, reader: SSEReader) -> None:
+async def _record(call: MeteredCall, reader: SSEReader) -> TokenUsage:
     usage = reader.usage() or await call.estimate(reader.texts())
     await call.record(usage)
+    return usage
+
+
+def _broken_off(call: MeteredCall, exc: httpx.HTTPError, usage: TokenUsage) -> dict[str, Any]:
+    """The OpenAI ``error`` object for a stream the upstream broke off (logged once)."""
+    name = call.route.upstream_name
+    log.warning(
+        "upstream %r broke off the stream of request %s (%s); its usage is metered (%s)",
+        name,
+        call.request_id,
+        type(exc).__name__,
+        usage.source,
+    )
+    timeout = isinstance(exc, httpx.TimeoutException)
+    failure = GatewayError(
+        "upstream_timeout" if timeout else "upstream_unavailable",
+        f"The upstream '{name}' {'stopped answering' if timeout else 'broke off'} in the middle "
+        f"of the stream ({type(exc).__name__}): the answer is incomplete.",
+        code="upstream_timeout" if timeout else "upstream_stream_interrupted",
+    )
+    _, document, _ = openai_error(failure)
+    error: dict[str, Any] = document["error"]
+    return error
 
 
 async def _close_and_record(

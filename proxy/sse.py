@@ -68,6 +68,7 @@ class SSEReader:
         self._calls: dict[tuple[int, int], tuple[list[str], list[str]]] = {}
         self._held: bytes = b""
         self._usage_chunk = b""
+        self._sequence: int | None = None  # the last Responses event's sequence_number
         self.done = False
         self.malformed = 0
 
@@ -100,6 +101,32 @@ class SSEReader:
     def tail(self) -> bytes:
         """What is left to send once usage is committed: ``[DONE]`` and any partial event."""
         rest = self._usage_chunk + self._held + self._buffer
+        self._usage_chunk, self._held, self._buffer = b"", b"", b""
+        return rest
+
+    def broken_tail(self, error: dict[str, Any], *, typed: bool) -> bytes:
+        """What ends a stream the upstream broke off: the usage chunk held for a client that
+        asked (if one came), then an error event for ``error`` (OpenAI's error object).
+        A partial event left in the buffer is dropped: half an event would break a client.
+
+        Chat and completions streams get ``data: {"error": {...}}``, the shape OpenAI's SDKs
+        raise as ``APIError``; a ``typed`` (Responses) stream gets an ``error`` event with the
+        documented fields, numbered after the last event, and the same ``error`` object.
+        """
+        if typed:
+            sequence = -1 if self._sequence is None else self._sequence
+            document = {
+                "type": "error",
+                "code": error.get("code"),
+                "message": error.get("message"),
+                "param": error.get("param"),
+                "sequence_number": sequence + 1,
+                "error": error,
+            }
+            event = b"event: error\ndata: " + msgspec.json.encode(document) + b"\n\n"
+        else:
+            event = b"data: " + msgspec.json.encode({"error": error}) + b"\n\n"
+        rest = self._usage_chunk + event
         self._usage_chunk, self._held, self._buffer = b"", b"", b""
         return rest
 
@@ -158,6 +185,9 @@ class SSEReader:
             return b""
         if not isinstance(document, dict):
             return None
+        sequence = document.get("sequence_number")
+        if isinstance(sequence, int):
+            self._sequence = sequence
         self._collect(document)
         if document.get("type") in _TERMINAL:
             self.done = True

@@ -34,6 +34,9 @@ class Surface:
     #: Whether a request pulls in server-side input the gateway never sees (its prompt
     #: estimate is then a lower bound).
     hidden_input: Callable[[Any], bool] = lambda _body: False
+    #: Whether its streams are typed events (``event:`` + a ``type``, Responses) rather than
+    #: chunks ending with ``[DONE]``.
+    typed_events: bool = False
 
 
 async def _chat_prompt(counter: TokenCounter, body: dict[str, Any], model: str) -> int:
@@ -99,7 +102,13 @@ CHAT = Surface("chat/completions", True, True, _chat_prompt, _chat_texts)
 COMPLETIONS = Surface("completions", True, True, _completion_prompt, _completion_texts)
 EMBEDDINGS = Surface("embeddings", False, False, _embedding_prompt, _no_texts)
 RESPONSES = Surface(
-    "responses", True, False, _responses_prompt, _responses_texts, _responses_history
+    "responses",
+    True,
+    False,
+    _responses_prompt,
+    _responses_texts,
+    _responses_history,
+    typed_events=True,
 )
 
 #: Every proxied endpoint, each served at ``/v1/<endpoint>`` (the one list of them).

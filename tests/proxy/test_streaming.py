@@ -125,10 +125,16 @@ def test_stream_cut_by_upstream_meters_what_was_streamed(
 ) -> None:
     simulator.control.set_faults(cut_after=5)
     client = gateway.client(api_key)
-    received = []
-    for c in client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True):
-        if c.choices and c.choices[0].delta.content:
-            received.append(c.choices[0].delta.content)
+    received: list[str] = []
+
+    def read() -> None:
+        for c in client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True):
+            if c.choices and c.choices[0].delta.content:
+                received.append(c.choices[0].delta.content)
+
+    with pytest.raises(openai.APIError) as raised:  # the gateway's error event ends the stream
+        read()
+    assert raised.value.code == "upstream_stream_interrupted"
     text = "".join(received)
     assert 0 < len(received) < 16
     counter = TokenCounter()

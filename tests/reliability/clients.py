@@ -25,6 +25,8 @@ class Seen:
     #: The connection broke (as opposed to the stream ending cleanly, with or without [DONE]).
     transport_error: bool = False
     usage_chunks: int = 0
+    #: A stream's error event (OpenAI's ``{"error": {...}}`` chunk), if one came.
+    error: dict[str, Any] | None = None
     text: str = ""
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
@@ -79,6 +81,8 @@ async def chat(
                     seen.complete = True
                     continue
                 chunk = json.loads(data)
+                if chunk.get("error"):
+                    seen.error = chunk["error"]
                 if chunk.get("usage"):
                     seen.usage = chunk["usage"]
                     seen.usage_chunks += 1

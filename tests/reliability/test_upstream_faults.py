@@ -204,14 +204,19 @@ async def test_429_passes_through_with_retry_after_and_is_not_retried(
 # -- answers that break ----------------------------------------------------------------------
 
 
-async def test_stream_reset_after_k_chunks_ends_cleanly_and_meters_what_was_produced(
+async def test_stream_reset_after_k_chunks_ends_with_an_error_event_and_meters_what_was_produced(
     gateway: LocalGateway, client: httpx.AsyncClient, key: str, simulator: SimulatorServer
 ) -> None:
     simulator.control.set_faults(cut_after=5, times=1)
     seen = await chat(client, key, stream=True)
     assert seen.status == 200
-    assert not seen.transport_error  # the client's stream ends cleanly...
-    assert not seen.complete  # ...without [DONE], as OpenAI's SDK reports a truncated stream
+    assert not seen.transport_error  # the client's stream ends in order...
+    assert not seen.complete  # ...without [DONE], but with OpenAI's mid-stream error event
+    assert seen.error is not None
+    assert seen.error["type"] == "upstream_error"
+    assert seen.error["code"] == "upstream_stream_interrupted"
+    assert "'sim'" in seen.error["message"]
+    assert "127.0.0.1" not in seen.error["message"]
     assert seen.usage is None
     assert seen.text == " ".join(f"w{i}" for i in range(4)).lstrip()  # role chunk + 4 words
     usage = metered(gateway)[str(seen.request_id)]
@@ -259,7 +264,7 @@ async def test_malformed_sse_line_is_dropped_and_the_upstream_usage_metered(
     await still_serving(client, key, simulator)
 
 
-async def test_stream_that_never_ends_hits_the_read_timeout_and_ends_cleanly(
+async def test_stream_that_never_ends_hits_the_read_timeout_and_ends_with_an_error_event(
     gateway: LocalGateway, client: httpx.AsyncClient, key: str, simulator: SimulatorServer
 ) -> None:
     # Events 1.5 s apart against a 1 s read timeout: the gateway gives up after the first.
@@ -272,6 +277,8 @@ async def test_stream_that_never_ends_hits_the_read_timeout_and_ends_cleanly(
     assert seen.status == 200
     assert not seen.transport_error
     assert not seen.complete
+    assert seen.error is not None
+    assert seen.error["code"] == "upstream_timeout"
     # Only the role chunk came: no output was produced, the prompt was (estimated).
     assert metered(gateway)[str(seen.request_id)] == {"input": estimated_prompt()}
     assert sources(gateway, seen.request_id) == {"estimated"}
