@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import copy
 import os
+import ssl
 import tomllib
 import types
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
+from urllib.parse import urlsplit
 
 import msgspec
 
 from config.defaults import default_document
-from config.model import Settings
+from config.model import Settings, UpstreamSettings
 
 __all__ = ["ConfigError", "ConfigIssue", "load_settings", "masked_settings"]
 
@@ -261,6 +263,8 @@ def _check_semantics(settings: Settings, issues: list[ConfigIssue]) -> None:
                     f"upstreams.{name}.base_url", "an http(s) URL", _redacted_url(upstream.base_url)
                 )
             )
+        if upstream.ca_bundle is not None:
+            _check_ca_bundle(name, upstream, issues)
         if upstream.stream_options_refusal_seconds < 0:
             issues.append(
                 ConfigIssue(
@@ -298,6 +302,7 @@ def _check_semantics(settings: Settings, issues: list[ConfigIssue]) -> None:
             issues.append(
                 ConfigIssue(f"{where}.output_per_1m", "a price for chat models", "nothing")
             )
+    _check_shared_origins(settings, issues)
     metering = settings.metering
     if metering.package_size <= 0:
         issues.append(
@@ -305,6 +310,44 @@ def _check_semantics(settings: Settings, issues: list[ConfigIssue]) -> None:
         )
     if len(metering.currency) != 3 or not metering.currency.isalpha():
         issues.append(ConfigIssue("metering.currency", "an ISO 4217 code", repr(metering.currency)))
+
+
+def _check_ca_bundle(name: str, upstream: UpstreamSettings, issues: list[ConfigIssue]) -> None:
+    path = f"upstreams.{name}.ca_bundle"
+    if not upstream.base_url.startswith("https://"):
+        issues.append(ConfigIssue(path, "nothing for a plain http:// upstream", "a CA bundle"))
+        return
+    try:
+        ssl.create_default_context(cafile=upstream.ca_bundle)
+    except OSError as exc:  # ssl.SSLError too: not PEM certificates
+        reason = exc.strerror or str(exc)
+        issues.append(
+            ConfigIssue(
+                path, "a readable PEM file of CA certificates", f"{upstream.ca_bundle!r}: {reason}"
+            )
+        )
+
+
+def _check_shared_origins(settings: Settings, issues: list[ConfigIssue]) -> None:
+    # Upstreams at the same origin share its pooled connections, so they must trust alike.
+    bundles: dict[tuple[str, int | None], tuple[str, str | None]] = {}
+    for name, upstream in settings.upstreams.items():
+        parts = urlsplit(upstream.base_url)
+        if parts.scheme != "https":
+            continue
+        try:
+            origin = (parts.hostname or "", parts.port or 443)
+        except ValueError:  # a port that is no number: the connection will say so
+            continue
+        first = bundles.setdefault(origin, (name, upstream.ca_bundle))
+        if first[1] != upstream.ca_bundle:
+            issues.append(
+                ConfigIssue(
+                    f"upstreams.{name}.ca_bundle",
+                    f"the same ca_bundle as upstreams.{first[0]} (same host and port)",
+                    repr(upstream.ca_bundle),
+                )
+            )
 
 
 def _collect_secrets(settings: Settings, environ: Mapping[str, str]) -> dict[str, str]:

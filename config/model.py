@@ -57,6 +57,9 @@ class UpstreamSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     #: paths and an ``api-version`` query.
     kind: Literal["openai", "azure"] = "openai"
     api_version: str | None = None
+    #: A PEM file of the CA certificates to trust for this upstream's TLS (a private or test
+    #: CA) instead of the default bundle; a relative path is relative to the working directory.
+    ca_bundle: str | None = None
     connect_timeout: float = 10.0
     read_timeout: float = 600.0
     #: Extra attempts after a failure that produced nothing (connection refused or timed out,

@@ -35,6 +35,7 @@ from proxy.state import Clock, Gateway, system_clock
 from proxy.tokens import TokenCounter
 from proxy.upstream import UpstreamRouter
 from proxy.upstream_client import UpstreamClient
+from proxy.upstream_tls import ssl_contexts
 from proxy.upstream_transport import UpstreamTransport
 
 __all__ = ["create_app", "is_postgres", "open_store", "sqlite_path"]
@@ -77,18 +78,23 @@ def _warn_unconfigured(settings: Settings) -> None:
             )
 
 
-def _upstream_client(transport: httpx.AsyncBaseTransport | None) -> UpstreamClient:
+def _upstream_client(
+    settings: Settings, transport: httpx.AsyncBaseTransport | None
+) -> UpstreamClient:
     """The lean transport, called directly, unless a test hands in its own transport or the
     environment names an HTTP(S) proxy: then through an httpx client (which mounts proxies).
 
     bench/RESULTS.md: httpx's default transport cost the gateway more CPU than everything else
     together, and httpx's client layers around the lean one still a third of the rest.
     """
-    if transport is None and not urllib.request.getproxies():
-        return UpstreamClient(UpstreamTransport())
+    if transport is None:
+        lean = UpstreamTransport(ssl_contexts=ssl_contexts(settings.upstreams))
+        if not urllib.request.getproxies():
+            return UpstreamClient(lean)
+        transport = lean
     return UpstreamClient(
         httpx.AsyncClient(
-            transport=transport if transport is not None else UpstreamTransport(),
+            transport=transport,
             follow_redirects=False,
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
         )
@@ -119,7 +125,7 @@ def create_app(
         try:
             await writer.start()
             await ensure_default_catalog(store, settings, clock())
-            http = _upstream_client(transport)
+            http = _upstream_client(settings, transport)
             try:
                 app.state.gateway = gateway = Gateway(
                     settings=settings,

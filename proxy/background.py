@@ -54,13 +54,16 @@ class BackgroundServer:
         lifespan: Literal["on", "off"] = "off",
         name: str = "server",
         graceful_seconds: int = 2,
+        tls: tuple[str, str] | None = None,
     ) -> None:
+        """``tls``: the certificate chain and private key files (PEM) to serve HTTPS with."""
         self.app = app
         self.host = host
         self._requested_port = port
         self._lifespan = lifespan
         self._name = name
         self._graceful = graceful_seconds
+        self._tls = tls
         self._port: int | None = None
         self._socket: socket.socket | None = None
         self._server: uvicorn.Server | None = None
@@ -75,9 +78,9 @@ class BackgroundServer:
 
     @property
     def url(self) -> str:
-        """The server's root URL, e.g. ``http://127.0.0.1:40123``."""
+        """The server's root URL, e.g. ``http://127.0.0.1:40123`` (``https://`` with TLS)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self._tls else 'http'}://{host}:{self.port}"
 
     def start(self, timeout: float = 10.0) -> BackgroundServer:
         """Bind, serve in a thread, and wait until connections are accepted."""
@@ -97,6 +100,8 @@ class BackgroundServer:
             proxy_headers=False,
             server_header=False,
             timeout_graceful_shutdown=self._graceful,
+            ssl_certfile=self._tls[0] if self._tls else None,
+            ssl_keyfile=self._tls[1] if self._tls else None,
         )
         self._server = server = uvicorn.Server(config)
         self._thread = thread = threading.Thread(

@@ -16,7 +16,7 @@ import msgspec
 from config import ModelSettings, Settings, UpstreamSettings
 from proxy.errors import GatewayError
 from proxy.upstream_client import UpstreamClient
-from proxy.upstream_transport import UpstreamResponse
+from proxy.upstream_transport import UntrustedCertificate, UpstreamResponse
 
 __all__ = [
     "RETRIED_STATUSES",
@@ -128,6 +128,12 @@ class UpstreamRouter:
 def upstream_error(route: Route, exc: httpx.HTTPError) -> GatewayError:
     """A client-safe error for a failed upstream call (no URL credentials, no key)."""
     name = route.upstream_name
+    if isinstance(exc, UntrustedCertificate):
+        return GatewayError(
+            "upstream_unavailable",
+            f"The upstream '{name}' could not be reached: its TLS certificate is not trusted.",
+            code="upstream_unavailable",
+        )
     if isinstance(exc, httpx.TimeoutException):
         return GatewayError(
             "upstream_timeout",
@@ -172,6 +178,15 @@ async def send_upstream(
             response = await client.send(url, headers, body, route.timeouts)
             if not stream:
                 await response.aread()
+        except UntrustedCertificate as exc:
+            # Not retried (the same certificate comes back); the operator's to fix.
+            log.error(
+                "upstream %r: %s; name the CA that signed it in upstreams.%s.ca_bundle",
+                route.upstream_name,
+                exc,
+                route.upstream_name,
+            )
+            raise upstream_error(route, exc) from None
         except _NOT_SENT as exc:
             if last:
                 raise upstream_error(route, exc) from None

@@ -22,19 +22,23 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import cast
 
 import httptools
 import httpx
 
-__all__ = ["Timeouts", "UpstreamResponse", "UpstreamTransport"]
+__all__ = ["Timeouts", "UntrustedCertificate", "UpstreamResponse", "UpstreamTransport"]
 
 _Origin = tuple[str, str, int]
 #: httpx's timeout extension: seconds for "connect", "read", "write", "pool" (None: no limit).
 Timeouts = dict[str, float | None]
 # A response body buffered beyond this stops reading from the socket until it is consumed.
 _HIGH_WATER = 256 * 1024
+
+
+class UntrustedCertificate(httpx.ConnectError):
+    """The upstream's TLS certificate did not verify against the trusted CAs (no retry helps)."""
 
 
 class _Connection(asyncio.Protocol):
@@ -323,12 +327,21 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
     """HTTP/1.1 over asyncio with a keep-alive pool per origin (see the module docstring)."""
 
     def __init__(
-        self, *, max_idle_per_origin: int = 256, ssl_context: ssl.SSLContext | None = None
+        self,
+        *,
+        max_idle_per_origin: int = 256,
+        ssl_context: ssl.SSLContext | None = None,
+        ssl_contexts: Mapping[tuple[str, int], ssl.SSLContext] | None = None,
     ) -> None:
-        """A transport keeping up to ``max_idle_per_origin`` idle connections per origin."""
+        """A transport keeping up to ``max_idle_per_origin`` idle connections per origin.
+
+        HTTPS verifies with ``ssl_contexts[(host, port)]`` where given (an upstream's own CA
+        bundle), else with ``ssl_context`` (default: httpx's, the certifi bundle).
+        """
         self._idle: dict[_Origin, list[_Connection]] = {}
         self._max_idle = max_idle_per_origin
         self._ssl = ssl_context
+        self._ssl_by_origin = dict(ssl_contexts or {})
         self._closed = False
         # URL -> its origin and request line + Host (an upstream's few endpoints, parsed once)
         self._targets: dict[str, tuple[_Origin, bytes]] = {}
@@ -342,7 +355,9 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
     async def _connect(self, origin: _Origin, seconds: float | None) -> _Connection:
         scheme, host, port = origin
         loop = asyncio.get_running_loop()
-        tls = self._ssl_context() if scheme == "https" else None
+        tls = None
+        if scheme == "https":
+            tls = self._ssl_by_origin.get((host, port)) or self._ssl_context()
         opening = loop.create_connection(
             _Connection, host, port, ssl=tls, server_hostname=host if tls else None
         )
@@ -351,6 +366,10 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
                 _, conn = await opening
         except TimeoutError:
             raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out") from None
+        except ssl.SSLCertVerificationError as exc:
+            raise UntrustedCertificate(
+                f"the TLS certificate of {host}:{port} is not trusted: {exc.verify_message}"
+            ) from None
         except OSError as exc:
             raise httpx.ConnectError(f"cannot connect to {host}:{port}: {exc}") from None
         return conn
