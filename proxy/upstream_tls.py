@@ -23,9 +23,9 @@ def ssl_contexts(
     contexts: dict[tuple[str, int], ssl.SSLContext] = {}
     for upstream in upstreams.values():
         bundle = upstream.ca_bundle
-        url = httpx.URL(upstream.base_url)
-        if bundle is None or url.scheme != "https":
+        if bundle is None:
             continue
+        url = httpx.URL(upstream.base_url)  # https:// (the loader refuses a bundle for http://)
         context = by_bundle.get(bundle)
         if context is None:
             context = by_bundle[bundle] = ssl.create_default_context(cafile=bundle)
