@@ -251,6 +251,12 @@ def _check_semantics(settings: Settings, issues: list[ConfigIssue]) -> None:
         )
     for path, value, least in (
         ("server.shutdown_grace_seconds", server.shutdown_grace_seconds, 0),
+        ("server.max_header_bytes", server.max_header_bytes, 1024),
+        ("server.max_headers", server.max_headers, 1),
+        ("server.max_request_line_bytes", server.max_request_line_bytes, 64),
+        ("server.header_timeout_seconds", server.header_timeout_seconds, 0.01),
+        ("server.body_timeout_seconds", server.body_timeout_seconds, 0.01),
+        ("server.keep_alive_seconds", server.keep_alive_seconds, 0.01),
         ("store.busy_timeout_seconds", settings.store.busy_timeout_seconds, 0),
         ("store.max_pending_events", settings.store.max_pending_events, 1),
     ):

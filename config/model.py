@@ -31,6 +31,24 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: On SIGTERM/SIGINT, how long in-flight requests (streams) may run before they are cut;
     #: their usage is metered either way, then the event queue drains and the process exits 0.
     shutdown_grace_seconds: int = 30
+    #: The request line and headers of one request together: past this, 431 and the
+    #: connection is closed (before authentication, so it bounds what any client can make the
+    #: gateway hold).
+    max_header_bytes: int = 64 * 1024
+    #: Header lines in one request: past this, 431.
+    max_headers: int = 100
+    #: The request target (path and query) of the request line: past this, 414.
+    max_request_line_bytes: int = 8 * 1024
+    #: Seconds a connection may take to send a request's line and headers, counted from the
+    #: connection's start or the end of the previous answer: then 408 and the connection is
+    #: closed (a connection that sent nothing is closed quietly). Slow-header clients
+    #: (slowloris) hold a connection no longer than this.
+    header_timeout_seconds: float = 20.0
+    #: Seconds a request's whole body may take to arrive once its headers are in: then 408
+    #: and the connection is closed. Raise it for clients that upload large bodies slowly.
+    body_timeout_seconds: float = 60.0
+    #: Seconds an idle kept-alive connection stays open after an answer.
+    keep_alive_seconds: float = 5.0
 
 
 class StoreSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -72,6 +90,11 @@ class UpstreamSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     #: it injects again. 0: never remember (each refused stream is sent twice).
     stream_options_refusal_seconds: float = 3600.0
     headers: dict[str, str] = msgspec.field(default_factory=dict)
+    #: Sent as ``OpenAI-Organization`` / ``OpenAI-Project``: which of the operator's
+    #: organizations and projects this upstream's calls are billed to. A client's own
+    #: headers of these names are never forwarded (they would let a client choose who pays).
+    organization: str | None = None
+    project: str | None = None
 
 
 class ModelSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

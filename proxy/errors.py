@@ -25,7 +25,7 @@ from metering.errors import (
     ValidationFailed,
 )
 
-__all__ = ["LAGO_PREFIX", "GatewayError", "exception_handlers", "openai_error"]
+__all__ = ["LAGO_PREFIX", "GatewayError", "error_document", "exception_handlers", "openai_error"]
 
 LAGO_PREFIX = "/api/v1"
 #: Seconds a client should wait before retrying when the store sheds load.
@@ -63,7 +63,10 @@ _GATEWAY_STATUS: dict[str, tuple[int, str]] = {
     "forbidden": (403, "invalid_request_error"),
     "not_found": (404, "invalid_request_error"),
     "method_not_allowed": (405, "invalid_request_error"),
+    "request_timeout": (408, "invalid_request_error"),
     "too_large": (413, "invalid_request_error"),
+    "uri_too_long": (414, "invalid_request_error"),
+    "headers_too_large": (431, "invalid_request_error"),
     "unsupported_media_type": (415, "invalid_request_error"),
     "upstream_unavailable": (502, "upstream_error"),
     "upstream_timeout": (504, "upstream_error"),
@@ -102,12 +105,22 @@ def _is_lago(request: Request[Any, Any, Any]) -> bool:
 
 
 def _handle_gateway(request: Request[Any, Any, Any], exc: GatewayError) -> Response[bytes]:
+    return _json(*error_document(exc, request.url.path))
+
+
+def error_document(exc: GatewayError, path: str) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """Status, envelope and headers of a gateway error answering a request for ``path``:
+    Lago's envelope under ``/api/v1``, OpenAI's elsewhere.
+
+    The server protocol renders its own refusals (431, 414, 408: before any app has seen the
+    request) from this too.
+    """
+    if not path.startswith(LAGO_PREFIX):
+        return openai_error(exc)
     status, _ = _GATEWAY_STATUS[exc.kind]
-    if _is_lago(request):
-        if status == 400:
-            return _json(status, {"status": 400, "error": exc.message}, exc.headers)
-        return _json(status, _lago_body(status, exc.code), exc.headers)
-    return _json(*openai_error(exc))
+    if status == 400:
+        return status, {"status": 400, "error": exc.message}, exc.headers
+    return status, _lago_body(status, exc.code), exc.headers
 
 
 def openai_error(exc: GatewayError | MeteringError) -> tuple[int, dict[str, Any], dict[str, str]]:

@@ -28,6 +28,7 @@ from litestar import Litestar
 from litestar.types import Message, Receive, Send
 
 from metering.errors import MeteringError
+from proxy.edge_limits import EdgeLimits
 from proxy.errors import GatewayError, openai_error
 from proxy.ids import new_request_id
 from proxy.relay import Emit
@@ -102,7 +103,13 @@ class ClientGone:
 
 
 class GatewayApp(Litestar):
-    """The gateway's ASGI app: :data:`PROXIED` paths served here, the rest by Litestar."""
+    """The gateway's ASGI app: :data:`PROXIED` paths served here, the rest by Litestar.
+
+    ``edge_limits`` are what the server protocol (:mod:`proxy.http_protocol`) holds each
+    connection to; :func:`~proxy.app.create_app` sets them from the settings.
+    """
+
+    edge_limits = EdgeLimits()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         """ASGI entry point."""

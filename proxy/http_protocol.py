@@ -16,10 +16,19 @@ is answered by :func:`~proxy.hot_path.serve` writing through
 without ASGI's per-request layers. Everything else (other paths and methods, the 503 of
 ``limit_concurrency``) goes to the ASGI app as before.
 
+It also holds every connection to :class:`~proxy.edge_limits.EdgeLimits` (the gateway app's,
+else the defaults), where the bytes arrive and before anything grows: a request's line and
+headers are counted as they are fed to the parser (431 past ``max_header_bytes`` or
+``max_headers``, 414 past ``max_request_line_bytes``), and one timer per connection closes it
+when a head (408, or quietly when nothing was sent) or a body (408) takes too long. uvicorn
+has none of these for httptools: its parser joins a header's pieces without bound.
+
 ``uvicorn.Config(http=CoalescingHttpToolsProtocol)`` selects it: a protocol class is uvicorn's
 documented way to choose the HTTP implementation. Parsing, keep-alive, pipelining, flow
 control and shutdown stay uvicorn's; what is overridden here is where a request's task starts
-(``_start_asgi_task``) and what a lost connection also tells a direct stream.
+(``_start_asgi_task``), what a lost connection also tells a direct stream, and the limits.
+This is the one module that uses uvicorn's private names; ``pyproject.toml`` pins the tested
+uvicorn versions and ``tests/proxy/test_http_protocol.py`` names any that disappears.
 """
 
 from __future__ import annotations
@@ -32,10 +41,24 @@ from uvicorn._types import ASGI3Application
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from proxy.direct_response import DirectResponder, run_direct
+from proxy.edge_limits import EdgeLimits, refusal
+from proxy.errors import GatewayError
 from proxy.hot_path import PROXIED, GatewayApp, serve
 from proxy.surfaces import Surface
 
 __all__ = ["CoalescingHttpToolsProtocol", "CoalescingTransport"]
+
+# What a connection is doing, for its timer: reading a head, reading a body, or waiting for
+# the gateway's answer (no client deadline then; the upstream's timeouts apply).
+_HEAD, _BODY, _ANSWERING = 0, 1, 2
+# After a refusal, how long and how much of what the client still sends is read and dropped
+# so that the refusal reaches it (see CoalescingHttpToolsProtocol._refuse).
+_LINGER_SECONDS = 2.0
+_LINGER_BYTES = 1024 * 1024
+
+
+class _Refused(Exception):
+    """Raised from a parser callback to stop parsing a request that exceeds a limit."""
 
 
 class CoalescingTransport:
@@ -98,14 +121,36 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         app = self.config.app
         self._gateway_app = app if isinstance(app, GatewayApp) else None
         self._on_lost: Callable[[], None] | None = None
+        self._limits = EdgeLimits()
+        if self._gateway_app is not None:
+            self._limits = self._gateway_app.edge_limits
+            # Typed int by uvicorn, used as a delay for call_later, which takes any number.
+            self.timeout_keep_alive = self._limits.keep_alive_seconds  # type: ignore[assignment]
+        # The head being read: its bytes so far, its header lines, and how many heads ended
+        # (to tell whether the one that outgrew the limit ended inside it).
+        self._reading_head = True
+        self._head_bytes = 0
+        self._header_count = 0
+        self._heads = 0
+        self._refused: GatewayError | None = None
+        self._discard_left: int | None = None
+        self._phase = _HEAD
+        self._phase_since = 0.0
+        self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        """Hand uvicorn the coalescing stand-in instead of the socket's transport."""
+        """Hand uvicorn the coalescing stand-in instead of the socket's transport; start the
+        connection's timer (its first head is due within ``header_timeout_seconds``)."""
         self._coalescing = CoalescingTransport(transport, asyncio.get_running_loop())
         super().connection_made(self._coalescing)  # type: ignore[arg-type]
+        self._phase_since = self.loop.time()
+        self._timer = self.loop.call_later(self._limits.header_timeout_seconds, self._check_time)
 
     def connection_lost(self, exc: Exception | None) -> None:
         """uvicorn's handling, then a direct stream in flight learns that its client left."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         super().connection_lost(exc)
         on_lost, self._on_lost = self._on_lost, None
         if on_lost is not None:
@@ -113,6 +158,181 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
 
     def _watch_disconnect(self, on_lost: Callable[[], None] | None) -> None:
         self._on_lost = on_lost
+
+    # -- limits -----------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        """Feed the parser, counting a head's bytes before they reach it (431 past the limit)."""
+        if self._discard_left is not None:  # refused: only waiting for the client to stop
+            self._discard_left -= len(data)
+            if self._discard_left < 0:
+                self.transport.close()
+            return
+        if self._reading_head:
+            room = self._limits.max_header_bytes - self._head_bytes
+            if len(data) > room:
+                self._receive_past_room(data, room)
+                return
+            self._head_bytes += len(data)
+        super().data_received(data)
+
+    def _receive_past_room(self, data: bytes, room: int) -> None:
+        # Only what fits is parsed: if the head ends in it, the rest is a body or the next
+        # request, received as usual; if not, the head is too large and nothing more is read.
+        heads = self._heads
+        if room > 0:
+            self._head_bytes += room
+            super().data_received(data[:room])
+            if self._discard_left is not None or self.transport.is_closing():
+                return  # refused or closed while parsing
+        if self._heads == heads:
+            limit = self._limits.max_header_bytes
+            self._refuse(
+                GatewayError(
+                    "headers_too_large",
+                    f"The request line and headers are larger than the gateway's limit of "
+                    f"{limit} bytes.",
+                    code="request_header_fields_too_large",
+                )
+            )
+            return
+        self.data_received(data[room:])
+
+    def on_message_begin(self) -> None:
+        """uvicorn's new request, and a fresh count of its header lines."""
+        super().on_message_begin()
+        self._header_count = 0
+
+    def on_url(self, url: bytes) -> None:
+        """A piece of the request target; 414 once it is longer than the limit."""
+        super().on_url(url)
+        limit = self._limits.max_request_line_bytes
+        if len(self.url) > limit:
+            self._stop_parsing(
+                GatewayError(
+                    "uri_too_long",
+                    f"The request target is longer than the gateway's limit of {limit} bytes.",
+                    code="uri_too_long",
+                )
+            )
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        """One header line; 431 past ``max_headers`` of them."""
+        self._header_count += 1
+        if self._header_count > self._limits.max_headers:
+            limit = self._limits.max_headers
+            self._stop_parsing(
+                GatewayError(
+                    "headers_too_large",
+                    f"The request has more than the gateway's limit of {limit} header lines.",
+                    code="request_header_fields_too_large",
+                )
+            )
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        """The head is in: its body is now due within ``body_timeout_seconds``."""
+        self._heads += 1
+        self._reading_head = False
+        self._phase = _BODY
+        self._phase_since = self.loop.time()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        """The request is in: no client deadline until it is answered."""
+        super().on_message_complete()
+        self._phase = _ANSWERING
+        self._reading_head = True
+        self._head_bytes = 0
+
+    def on_response_complete(self) -> None:
+        """uvicorn's (keep-alive, the next pipelined request); once every request read is
+        answered, the next head is due within ``header_timeout_seconds`` from now."""
+        super().on_response_complete()
+        if self._phase != _ANSWERING or self.cycle.response_complete:
+            # A head or body that arrived meanwhile was not read (pipelining pauses reading):
+            # its time starts now too.
+            if self._phase == _ANSWERING:
+                self._phase = _HEAD
+            self._phase_since = self.loop.time()
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a request the parser refused, or the limit that stopped it."""
+        refused, self._refused = self._refused, None
+        if refused is None:
+            super().send_400_response(msg)
+        else:
+            self._refuse(refused)
+
+    def _stop_parsing(self, error: GatewayError) -> None:
+        # httptools turns the exception into a parser error, which uvicorn answers through
+        # send_400_response: there, this error is answered instead.
+        self._refused = error
+        raise _Refused(error.message)
+
+    def _check_time(self) -> None:
+        """The connection's timer: close it when its head or body is late, else wait again."""
+        limits = self._limits
+        phase = self._phase
+        if phase == _ANSWERING:
+            wait = limits.header_timeout_seconds  # nothing is due from the client: look later
+        else:
+            limit = limits.header_timeout_seconds if phase == _HEAD else limits.body_timeout_seconds
+            wait = self._phase_since + limit - self.loop.time()
+            if wait <= 0:
+                self._timer = None
+                self._time_out(phase)
+                return
+        self._timer = self.loop.call_later(wait, self._check_time)
+
+    def _time_out(self, phase: int) -> None:
+        if self._discard_left is not None or self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if (phase == _HEAD and not self._head_bytes) or (
+            phase == _BODY and cycle is not None and cycle.response_started
+        ):
+            # Nothing of a request was sent (an idle connection), or the request was already
+            # answered before its body came: nobody to tell.
+            self.transport.close()
+            return
+        what = "headers" if phase == _HEAD else "body"
+        seconds = (
+            self._limits.header_timeout_seconds
+            if phase == _HEAD
+            else self._limits.body_timeout_seconds
+        )
+        self._refuse(
+            GatewayError(
+                "request_timeout",
+                f"The request's {what} did not arrive within {seconds:g} seconds.",
+                code="request_timeout",
+            )
+        )
+
+    def _refuse(self, error: GatewayError) -> None:
+        """Answer ``error`` and close the connection; a request being read is abandoned."""
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            # Its app (waiting for the body) sees a client that left, and answers nothing.
+            cycle.disconnected = True
+            cycle.message_event.set()
+        url: bytes = getattr(self, "url", b"")  # set by uvicorn once a request begins
+        transport = self._coalescing
+        transport.write_now(refusal(error, url, self.server_state.default_headers))
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        # A close with unread bytes in the socket makes the kernel reset the connection and
+        # drop the answer still queued: the client would see a reset, not the refusal. So the
+        # answer is ended (FIN), and what the client still sends is read and dropped for a
+        # moment (bounded in time and bytes) before the close.
+        transport.write_eof()
+        self._discard_left = _LINGER_BYTES
+        self.flow.resume_reading()
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self.loop.call_later(_LINGER_SECONDS, transport.close)
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
         """Start the request's task: a proxied POST served directly, anything else by ``app``."""

@@ -28,8 +28,10 @@ __all__ = [
 ]
 
 # Client headers worth passing on; everything else (Authorization, Cookie, Host, hop-by-hop,
-# tracing of the client's own infrastructure) stays at the gateway.
-_FORWARDED_REQUEST_HEADERS = ("accept", "openai-organization", "openai-project", "openai-beta")
+# tracing of the client's own infrastructure) stays at the gateway. OpenAI-Organization and
+# OpenAI-Project choose whose account the upstream bills: only the operator's configuration
+# (the upstream's ``organization`` / ``project``) sets them.
+_FORWARDED_REQUEST_HEADERS = ("accept", "openai-beta")
 
 #: Upstream response headers a client of OpenAI relies on (ids, rate limits, processing time).
 ROUTED_RESPONSE_HEADERS = ("openai-", "x-ratelimit-", "retry-after")
@@ -116,7 +118,12 @@ class UpstreamRouter:
             if name in client_headers
         }
         headers["content-type"] = "application/json"
-        headers.update(route.upstream.headers)
+        upstream = route.upstream
+        if upstream.organization:
+            headers["openai-organization"] = upstream.organization
+        if upstream.project:
+            headers["openai-project"] = upstream.project
+        headers.update(upstream.headers)
         if route.api_key:
             if route.upstream.kind == "azure":
                 headers["api-key"] = route.api_key

@@ -178,3 +178,40 @@ def test_store_url_names_sqlite_or_postgresql_and_hides_a_password() -> None:
         ("server.key_cache_seconds", "-1.0"),
     }
     assert "secret" not in str(caught.value)
+
+
+def test_connection_limits_have_sane_defaults_and_refuse_nonsense(tmp_path: Path) -> None:
+    server = load_settings(env={}).server
+    assert (server.max_header_bytes, server.max_headers, server.max_request_line_bytes) == (
+        64 * 1024,
+        100,
+        8 * 1024,
+    )
+    assert (server.header_timeout_seconds, server.body_timeout_seconds) == (20.0, 60.0)
+    assert server.keep_alive_seconds == 5.0
+    path = write(
+        tmp_path,
+        "[server]\nmax_header_bytes = 0\nmax_headers = 0\nmax_request_line_bytes = 10\n"
+        "header_timeout_seconds = 0\nbody_timeout_seconds = -1\nkeep_alive_seconds = 0\n",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, env={})
+    assert {issue.path for issue in caught.value.issues} == {
+        "server.max_header_bytes",
+        "server.max_headers",
+        "server.max_request_line_bytes",
+        "server.header_timeout_seconds",
+        "server.body_timeout_seconds",
+        "server.keep_alive_seconds",
+    }
+
+
+def test_an_upstream_may_name_its_organization_and_project(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[upstreams.openai]\nbase_url = "https://api.openai.com/v1"\n'
+        'organization = "org-operator"\nproject = "proj_operator"\n',
+    )
+    upstream = load_settings(path, env={}).upstreams["openai"]
+    assert (upstream.organization, upstream.project) == ("org-operator", "proj_operator")
+    assert load_settings(env={}).upstreams["openai"].organization is None

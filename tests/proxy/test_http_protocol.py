@@ -122,3 +122,68 @@ def test_a_malformed_request_still_gets_its_400_before_the_close() -> None:
         while chunk := sock.recv(65536):
             received += chunk
     assert received.startswith(b"HTTP/1.1 400")
+
+
+async def test_every_uvicorn_internal_the_protocol_relies_on_still_exists() -> None:
+    """proxy.http_protocol (and proxy.direct_response) override and read uvicorn's internals;
+    an upgrade that drops one fails here, naming uvicorn, rather than in a request."""
+    import uvicorn
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+    from uvicorn.server import ServerState
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        raise AssertionError("never called")
+
+    methods = (
+        "_start_asgi_task",
+        "data_received",
+        "send_400_response",
+        "on_message_begin",
+        "on_url",
+        "on_header",
+        "on_headers_complete",
+        "on_message_complete",
+        "on_response_complete",
+        "connection_made",
+        "connection_lost",
+    )
+    missing = [name for name in methods if not callable(getattr(HttpToolsProtocol, name, None))]
+    protocol = HttpToolsProtocol(
+        uvicorn.Config(app, log_config=None), ServerState(), {}, asyncio.get_running_loop()
+    )
+    protocol.on_message_begin()
+    for name in ("loop", "cycle", "flow", "url", "server_state", "timeout_keep_alive", "tasks"):
+        if not hasattr(protocol, name):
+            missing.append(f"HttpToolsProtocol.{name}")
+    if not hasattr(protocol.server_state, "default_headers"):
+        missing.append("ServerState.default_headers")
+    cycle = RequestResponseCycle(
+        scope=protocol.scope,
+        transport=RecordingTransport(),
+        flow=None,  # type: ignore[arg-type]
+        logger=protocol.logger,
+        access_logger=protocol.access_logger,
+        access_log=False,
+        default_headers=[],
+        message_event=asyncio.Event(),
+        expect_100_continue=False,
+        keep_alive=True,
+        on_response=lambda: None,
+    )
+    for name in (
+        "disconnected",
+        "message_event",
+        "response_started",
+        "response_complete",
+        "keep_alive",
+        "flow",
+        "on_response",
+        "default_headers",
+        "receive",
+    ):
+        if not hasattr(cycle, name):
+            missing.append(f"RequestResponseCycle.{name}")
+    assert not missing, (
+        f"uvicorn {uvicorn.__version__} no longer has {missing}: proxy.http_protocol relies on "
+        "them; adapt it, or keep uvicorn at the versions pyproject.toml allows"
+    )
