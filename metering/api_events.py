@@ -198,7 +198,8 @@ def decode_batch(body: bytes) -> list[EventInput] | None:
     """
     try:
         return _BATCH_DECODER.decode(body).events
-    except msgspec.DecodeError:  # invalid JSON or another shape (ValidationError included)
+    # Invalid JSON or another shape (ValidationError included), or nested past msgspec's bound.
+    except (msgspec.DecodeError, RecursionError):
         return None
 
 

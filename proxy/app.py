@@ -20,6 +20,7 @@ from metering.store.postgres import PostgresStore
 from metering.store.sqlite import SQLiteStore
 from metering.writer import EventWriter
 from proxy.auth import KeyAuthenticator
+from proxy.authorization import refuse_repeated_authorization
 from proxy.catalog import ensure_default_catalog
 from proxy.edge_limits import EdgeLimits
 from proxy.errors import exception_handlers
@@ -168,6 +169,7 @@ def create_app(
         lifespan=[lifespan],
         exception_handlers=exception_handlers(),
         before_send=[ensure_request_id],
+        middleware=[refuse_repeated_authorization],
         request_max_body_size=settings.server.max_body_bytes,
         openapi_config=OpenAPIConfig(title="tallygate", version="0.1.0", path="/schema"),
         debug=False,

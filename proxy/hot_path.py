@@ -28,6 +28,7 @@ from litestar import Litestar
 from litestar.types import Message, Receive, Send
 
 from metering.errors import MeteringError
+from proxy.authorization import single_authorization
 from proxy.edge_limits import EdgeLimits
 from proxy.errors import GatewayError, openai_error
 from proxy.ids import new_request_id
@@ -154,6 +155,8 @@ async def serve(
         headers = {
             name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
         }
+        if len(headers) != len(scope["headers"]):  # a repeated name: which one?
+            single_authorization(scope["headers"])
         key = await gateway.auth.authenticate(headers.get("authorization"))
         require_json(headers.get("content-type"))
         body = await _read_body(receive, headers.get("content-length"), max_body)

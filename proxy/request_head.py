@@ -57,6 +57,12 @@ def parse_head(body: bytes) -> RequestHead:
             "aren't using your HTTP library correctly. The OpenAI API expects a JSON payload.)",
             code="invalid_json",
         ) from None
+    except RecursionError:  # msgspec's bound on nesting, even for the fields it skips
+        raise GatewayError(
+            "invalid_request",
+            "The JSON body of your request is nested too deeply.",
+            code="invalid_json",
+        ) from None
     if not head.model:
         raise GatewayError(
             "invalid_request",
@@ -117,5 +123,9 @@ def _document(body: bytes) -> dict[str, Any]:
     except msgspec.DecodeError as exc:
         raise GatewayError(
             "invalid_request", f"Invalid request body: {exc}", code="invalid_value"
+        ) from None
+    except RecursionError:  # parse_head passed it, a few frames higher up the stack
+        raise GatewayError(
+            "invalid_request", "Invalid request body: nested too deeply", code="invalid_value"
         ) from None
     return document

@@ -48,7 +48,12 @@ async def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRou
     gateway: Gateway = connection.app.state.gateway
     expected = gateway.settings.secret(gateway.settings.admin.api_key_env)
     presented = bearer_token(connection.headers.get("authorization"))
-    if not expected or presented is None or not hmac.compare_digest(presented, expected):
+    # As bytes: compare_digest refuses str with characters beyond ASCII (a TypeError, a 500).
+    if (
+        not expected
+        or presented is None
+        or not hmac.compare_digest(presented.encode(), expected.encode())
+    ):
         raise GatewayError("unauthorized", "Unauthorized")
 
 
@@ -57,7 +62,7 @@ async def read_root(request: Request[Any, Any, Any], root: str) -> dict[str, Any
     body = await request.body()
     try:
         document = _BODY_DECODER.decode(body) if body else None
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):  # malformed, or nested past msgspec's bound
         document = None
     value = document.get(root) if isinstance(document, dict) else None
     if not isinstance(value, dict) or not value:

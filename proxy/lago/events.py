@@ -57,7 +57,7 @@ def _batch_root(body: bytes) -> Any:
     """The ``events`` of a JSON object body; Lago's 400 when the body is not one."""
     try:
         document = _DECODER.decode(body) if body else None
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):  # malformed, or nested past msgspec's bound
         document = None
     if not isinstance(document, dict):
         raise GatewayError(
