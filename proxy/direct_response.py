@@ -26,7 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
+from proxy.errors import log_server_error
 from proxy.hot_path import ClientGone
+from proxy.ids import new_request_id
 from proxy.routes.openai import Reply
 
 if TYPE_CHECKING:
@@ -156,21 +158,21 @@ async def run_direct(
 ) -> None:
     """Run ``answer`` (one request's :func:`~proxy.hot_path.serve`) as uvicorn runs an app.
 
-    Whatever escapes it is logged; a response that never started gets a 500 and the
-    connection closed, one that started is cut (the client sees a truncated response).
+    Whatever escapes it is logged; a response that never started gets a 500 (logged once
+    with its request id) and the connection closed, one that started is cut (the client sees
+    a truncated response).
     """
     try:
         await answer
     except BaseException as exc:  # uvicorn's boundary around an app, mirrored
-        log.error("Exception serving a proxied request", exc_info=exc)
         if not cycle.response_started:
-            _send_500(cycle, transport)
+            _send_500(cycle, transport, exc)
         else:
+            log.error("a proxied request failed after its answer began", exc_info=exc)
             transport.close()
     else:
         if not cycle.response_started and not cycle.disconnected:
-            log.error("a proxied request ended without an answer")
-            _send_500(cycle, transport)
+            _send_500(cycle, transport, RuntimeError("a proxied request ended without an answer"))
         elif not cycle.response_complete and not cycle.disconnected:
             log.error("a proxied request ended with its answer incomplete")
             transport.close()
@@ -178,10 +180,16 @@ async def run_direct(
         cycle.on_response = _nothing
 
 
-def _send_500(cycle: RequestResponseCycle, transport: CoalescingTransport) -> None:
+def _send_500(
+    cycle: RequestResponseCycle, transport: CoalescingTransport, exc: BaseException
+) -> None:
     if cycle.disconnected:
+        log.error("a proxied request failed after its client left", exc_info=exc)
         return
+    request_id = new_request_id()
+    log_server_error(500, cycle.scope["method"], cycle.scope["path"], request_id, exc)
     cycle.response_started = cycle.response_complete = True
     cycle.keep_alive = False
-    transport.write_now(_status_line(500) + _INTERNAL_ERROR)
+    request_id_line = b"x-request-id: %b\r\n" % request_id.encode()
+    transport.write_now(_status_line(500) + request_id_line + _INTERNAL_ERROR)
     transport.close()

@@ -3,11 +3,17 @@
 ``/api/v1/*`` (the Lago-compatible admin API) answers in Lago's envelope; everything else in
 OpenAI's ``{"error": {message, type, param, code}}``. Handlers and routes raise categories
 (:class:`GatewayError`, :mod:`metering.errors`); only this module knows about status codes.
+
+Every 5xx is logged here, once, with the request id its response carries
+(:func:`log_server_error`; the proxied endpoints call it for theirs): a category as one line,
+anything else (a bug) with its traceback. Only the method, path, status and the client-safe
+message are logged, never a header or a body.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -24,8 +30,18 @@ from metering.errors import (
     StoreUnavailable,
     ValidationFailed,
 )
+from proxy.ids import new_request_id
 
-__all__ = ["LAGO_PREFIX", "GatewayError", "error_document", "exception_handlers", "openai_error"]
+__all__ = [
+    "LAGO_PREFIX",
+    "GatewayError",
+    "error_document",
+    "exception_handlers",
+    "log_server_error",
+    "openai_error",
+]
+
+log = logging.getLogger("tallygate")
 
 LAGO_PREFIX = "/api/v1"
 #: Seconds a client should wait before retrying when the store sheds load.
@@ -178,10 +194,71 @@ def _handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Respons
     return _json(status, _openai_body(message, type_, None, None), headers)
 
 
+def _handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    # A bug in a route: a 500 in the route's envelope (Litestar's own is neither), logged
+    # with its traceback by _logging_5xx.
+    failed = GatewayError(
+        "internal", "The gateway failed to handle the request.", code="internal_error"
+    )
+    return _handle_gateway(request, failed)
+
+
+def log_server_error(
+    status: int, method: str, path: str, request_id: str, exc: BaseException | None
+) -> None:
+    """Log one 5xx answer with its request id: a category (or the upstream's own 5xx, with
+    ``exc`` None) as one line, anything else with its traceback."""
+    if exc is None:
+        log.warning("%d (the upstream's) for %s %s, request %s", status, method, path, request_id)
+    elif isinstance(exc, GatewayError | HTTPException) or (
+        isinstance(exc, MeteringError) and _metering_error(exc)[0] != 500
+    ):
+        reason = exc.detail if isinstance(exc, HTTPException) else str(exc)
+        log.warning(
+            "%d for %s %s, request %s: %s: %s",
+            status,
+            method,
+            path,
+            request_id,
+            type(exc).__name__,
+            reason,
+        )
+    else:
+        log.error(
+            "%d for %s %s, request %s: unexpected error",
+            status,
+            method,
+            path,
+            request_id,
+            exc_info=exc,
+        )
+
+
+_Handler = Callable[[Request[Any, Any, Any], Any], Response[bytes]]
+
+
+def _logging_5xx(handler: _Handler) -> _Handler:
+    """``handler``, and a 5xx it renders gets its request id now, so that the log line and
+    the response carry the same one."""
+
+    def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+        response = handler(request, exc)
+        status = response.status_code or 200  # always set by _json
+        if status >= 500:
+            request_id = new_request_id()
+            response.headers["x-request-id"] = request_id
+            log_server_error(status, request.method, request.url.path, request_id, exc)
+        return response
+
+    return handle
+
+
 def exception_handlers() -> ExceptionHandlersMap:
     """The handlers to register on the app: every error response is rendered here."""
     return {
-        GatewayError: _handle_gateway,
-        MeteringError: _handle_metering,
-        HTTPException: _handle_http,
+        GatewayError: _logging_5xx(_handle_gateway),
+        MeteringError: _logging_5xx(_handle_metering),
+        HTTPException: _logging_5xx(_handle_http),
+        # The app's outer boundary: what no category covers is a bug, answered and logged.
+        Exception: _logging_5xx(_handle_unexpected),
     }

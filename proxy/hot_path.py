@@ -19,7 +19,6 @@ altogether and passes :class:`~proxy.direct_response.DirectResponder`.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
@@ -30,7 +29,7 @@ from litestar.types import Message, Receive, Send
 from metering.errors import MeteringError
 from proxy.authorization import single_authorization
 from proxy.edge_limits import EdgeLimits
-from proxy.errors import GatewayError, openai_error
+from proxy.errors import GatewayError, log_server_error, openai_error
 from proxy.ids import new_request_id
 from proxy.relay import Emit
 from proxy.request_head import require_json
@@ -47,8 +46,6 @@ __all__ = [
     "Responder",
     "serve",
 ]
-
-log = logging.getLogger("tallygate")
 
 #: The proxied paths (Litestar also answered them with a trailing slash).
 PROXIED: dict[str, Surface] = {
@@ -145,8 +142,10 @@ async def serve(
 ) -> None:
     """Answer one request to a proxied endpoint (see the module docstring).
 
-    ``receive`` is ASGI's (the body arrives through it); ``respond`` sends the answer.
+    ``receive`` is ASGI's (the body arrives through it); ``respond`` sends the answer. A 5xx
+    answer is logged once, with its request id.
     """
+    failure: BaseException | None = None
     try:
         if scope["method"] != "POST":
             raise GatewayError(
@@ -162,17 +161,21 @@ async def serve(
         body = await _read_body(receive, headers.get("content-length"), max_body)
         reply = await forward(gateway, surface, key, headers, body)
     except (GatewayError, MeteringError) as exc:
+        failure = exc
         reply = _error_reply(exc)
     except Disconnected:
         return
-    except Exception:
+    except Exception as exc:  # noqa: BLE001
         # The app's outer boundary, as Litestar's exception middleware is for the other
         # routes: a bug still answers in OpenAI's envelope (with a request id), and is logged.
-        log.exception("unexpected error serving %s", scope["path"])
+        failure = exc
         failed = GatewayError(
             "internal", "The gateway failed to handle the request.", code="internal_error"
         )
         reply = _error_reply(failed)
+    if reply.status >= 500:
+        request_id = next(v for n, v in reply.headers if n == b"x-request-id").decode()
+        log_server_error(reply.status, scope["method"], scope["path"], request_id, failure)
     if reply.stream is None:
         await respond.send_whole(reply)
     else:
