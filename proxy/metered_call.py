@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,6 +15,7 @@ from metering.ports import DuplicatePolicy, EventBatch
 from proxy.ids import new_request_id
 from proxy.state import Gateway
 from proxy.surfaces import Surface
+from proxy.tokens import DEFAULT_THREAD_THRESHOLD
 from proxy.upstream import ROUTED_RESPONSE_HEADERS, Route
 from proxy.usage import TokenUsage, usage_events
 
@@ -77,15 +79,67 @@ class MeteredCall:
         )
 
     async def estimate(self, completion_texts: list[str]) -> TokenUsage:
-        """The tiktoken fallback when the upstream reported no usage (flagged as estimated)."""
-        request_doc: Any = msgspec.json.decode(self.body)
+        """The tiktoken fallback when the upstream reported no usage (flagged as estimated).
+
+        Decoding and counting a request of up to 16 MiB takes seconds of CPU (a million tiny
+        messages), so unless the request and answer are small, all of it runs in a worker
+        thread: the event loop keeps serving everyone else meanwhile.
+        """
+        tokens = self.gateway.tokens
+        size = len(self.body) + sum(len(text) for text in completion_texts)
+        if size < DEFAULT_THREAD_THRESHOLD and tokens.is_loaded(self.route.model):
+            return self._estimate(completion_texts)
+        return await asyncio.to_thread(self._estimate, completion_texts)
+
+    def _estimate(self, completion_texts: list[str]) -> TokenUsage:
         model = self.route.model
         tokens = self.gateway.tokens
-        prompt = await self.surface.prompt(tokens, request_doc, model)
-        completion = await tokens.acount_completion(completion_texts, model)
+        try:
+            request_doc: Any = _decode_in_pieces(self.body)
+        except RecursionError:
+            # Nested just within parse_head's bound, past it here (deeper in the stack): the
+            # body's text is the estimate (any structure adds at most its own characters).
+            request_doc = None
+            prompt = tokens.count_text(self.body.decode(errors="replace"), model)
+        else:
+            prompt = self.surface.prompt(tokens, request_doc, model)
+        completion = tokens.count_completion(completion_texts, model)
         return TokenUsage(
             prompt_tokens=prompt,
             completion_tokens=completion,
             source="estimated",
             estimate="lower_bound" if self.surface.hidden_input(request_doc) else None,
         )
+
+
+_FIELDS = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_ITEMS = msgspec.json.Decoder(list[msgspec.Raw])
+#: Arrays longer than this (bytes) are decoded _PIECE items per call.
+_LONG_ARRAY = 64 * 1024
+_PIECE = 1000
+
+
+def _decode_in_pieces(body: bytes) -> Any:
+    """``body``'s JSON document, decoded a field, or a thousand items of a long array, per call.
+
+    One msgspec call holds the GIL until it returns: about 0.15 s for a 16 MiB body, during
+    which the event loop's thread could not run even though the decoding is in another
+    thread. In pieces, the loop gets the GIL back between them.
+    """
+    try:
+        fields = _FIELDS.decode(body)
+    except msgspec.ValidationError:  # valid JSON, but not an object (parse_head refused it)
+        return msgspec.json.decode(body)
+    document: dict[str, Any] = {}
+    for name, raw in fields.items():
+        view = memoryview(raw)
+        if len(view) > _LONG_ARRAY and view[:1].tobytes() == b"[":
+            items = _ITEMS.decode(raw)
+            decoded: list[Any] = []
+            for start in range(0, len(items), _PIECE):
+                piece = b",".join(items[start : start + _PIECE])
+                decoded.extend(msgspec.json.decode(b"[" + piece + b"]"))
+            document[name] = decoded
+        else:
+            document[name] = msgspec.json.decode(raw)
+    return document

@@ -6,7 +6,7 @@ reference/openai-usage.md section 3 for the formulas and their limits).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +16,8 @@ from proxy.tokens.responses import output_texts
 
 __all__ = ["CHAT", "COMPLETIONS", "EMBEDDINGS", "RESPONSES", "SURFACES", "Surface"]
 
-PromptCounter = Callable[[TokenCounter, dict[str, Any], str], Awaitable[int]]
+#: Counts a request body's prompt tokens (synchronously: the caller decides where it runs).
+PromptCounter = Callable[[TokenCounter, dict[str, Any], str], int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,9 +40,9 @@ class Surface:
     typed_events: bool = False
 
 
-async def _chat_prompt(counter: TokenCounter, body: dict[str, Any], model: str) -> int:
+def _chat_prompt(counter: TokenCounter, body: dict[str, Any], model: str) -> int:
     messages = body.get("messages")
-    return await counter.acount_chat_prompt(
+    return counter.count_chat_prompt(
         messages if isinstance(messages, list) else [],
         model,
         tools=body.get("tools"),
@@ -49,16 +50,16 @@ async def _chat_prompt(counter: TokenCounter, body: dict[str, Any], model: str) 
     )
 
 
-async def _completion_prompt(counter: TokenCounter, body: dict[str, Any], model: str) -> int:
-    return await counter.acount_prompt_input(body.get("prompt", ""), model)
+def _completion_prompt(counter: TokenCounter, body: dict[str, Any], model: str) -> int:
+    return counter.count_prompt_input(body.get("prompt", ""), model)
 
 
-async def _embedding_prompt(counter: TokenCounter, body: dict[str, Any], model: str) -> int:
-    return await counter.acount_prompt_input(body.get("input", ""), model)
+def _embedding_prompt(counter: TokenCounter, body: dict[str, Any], model: str) -> int:
+    return counter.count_prompt_input(body.get("input", ""), model)
 
 
-async def _responses_prompt(counter: TokenCounter, body: dict[str, Any], model: str) -> int:
-    return await counter.acount_responses_input(body, model)
+def _responses_prompt(counter: TokenCounter, body: dict[str, Any], model: str) -> int:
+    return counter.count_responses_input(body, model)
 
 
 def _choices(document: Any) -> list[Any]:

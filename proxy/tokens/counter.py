@@ -100,6 +100,10 @@ class TokenCounter:
         """The offline encoding to count ``model``'s tokens with."""
         return self.encoding(self.encoding_name_for(model).name)
 
+    def is_loaded(self, model: str) -> bool:
+        """Whether ``model``'s encoding is loaded (counting with it reads no rank file)."""
+        return self.encoding_name_for(model).name in self._encodings
+
     def preload(self, names: Iterable[str] = ("cl100k_base", "o200k_base")) -> None:
         """Load encodings now (e.g. in a thread at start-up) instead of on the first request."""
         for name in names:
