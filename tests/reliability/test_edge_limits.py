@@ -4,6 +4,7 @@ connection that sends its head or body too slowly (slowloris) or nothing at all 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import select
 import socket
@@ -42,9 +43,13 @@ class Connection:
             return False
         return True
 
-    def answer(self) -> tuple[int, dict[str, str], Any]:
+    def answer(self, *, done_sending: bool = True) -> tuple[int, dict[str, str], Any]:
         """Status, headers and JSON body of the one answer on this connection, read until the
-        server closes the connection (every refusal closes it)."""
+        server closes the connection (every refusal closes it). ``done_sending`` half-closes
+        first, so that the server need not wait for more before it closes."""
+        if done_sending:
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_WR)
         while chunk := self.sock.recv(65536):
             self.received += chunk
         head, _, body = self.received.partition(b"\r\n\r\n")
@@ -209,7 +214,7 @@ def test_a_head_sent_too_slowly_is_answered_408_and_closed(
         readable, _, _ = select.select([connection.sock], [], [], 0.1)
         if readable:
             break
-    _openai_refusal(connection.answer(), 408, "request_timeout")
+    _openai_refusal(connection.answer(done_sending=False), 408, "request_timeout")
 
 
 def test_a_connection_that_sends_nothing_is_closed(
@@ -229,13 +234,13 @@ def test_a_body_sent_too_slowly_is_answered_408_and_closed(
         + f"Authorization: Bearer {key}\r\nContent-Length: 1000\r\n\r\n".encode()
         + b'{"model": "gpt-4o-mini", '
     )
-    _openai_refusal(connection.answer(), 408, "request_timeout")
+    _openai_refusal(connection.answer(done_sending=False), 408, "request_timeout")
     # The admin API's bodies are held to the same limit.
     lago = _open(gateway.server.port, connections)
     lago.send(
         b"POST /api/v1/customers HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n"
         + f"Authorization: Bearer {ADMIN_KEY}\r\n\r\n{{".encode()
     )
-    status, _, body = lago.answer()
+    status, _, body = lago.answer(done_sending=False)
     assert status == 408
     assert body == {"status": 408, "error": "Request Timeout", "code": "request_timeout"}
