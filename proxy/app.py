@@ -22,7 +22,6 @@ from metering.writer import EventWriter
 from proxy.auth import KeyAuthenticator
 from proxy.authorization import refuse_repeated_authorization
 from proxy.catalog import ensure_default_catalog
-from proxy.edge_limits import EdgeLimits
 from proxy.errors import exception_handlers
 from proxy.hot_path import GatewayApp
 from proxy.lago import lago_router
@@ -177,7 +176,7 @@ def create_app(
         # would replace the root logger's handlers of whatever process embeds the app.
         logging_config=None,
     )
-    app.edge_limits = EdgeLimits.from_settings(settings.server)
+    app.server_settings = settings.server  # the connection limits, for proxy.http_protocol
     document_admin_api(app.openapi_schema)  # what the Lago handlers read by hand
     document_openai_api(app.openapi_schema)  # the proxied endpoints, served before Litestar
     return app

@@ -26,9 +26,9 @@ import msgspec
 from litestar import Litestar
 from litestar.types import Message, Receive, Send
 
+from config import ServerSettings
 from metering.errors import MeteringError
 from proxy.authorization import single_authorization
-from proxy.edge_limits import EdgeLimits
 from proxy.errors import GatewayError, log_server_error, openai_error
 from proxy.ids import new_request_id
 from proxy.relay import Emit
@@ -103,11 +103,11 @@ class ClientGone:
 class GatewayApp(Litestar):
     """The gateway's ASGI app: :data:`PROXIED` paths served here, the rest by Litestar.
 
-    ``edge_limits`` are what the server protocol (:mod:`proxy.http_protocol`) holds each
-    connection to; :func:`~proxy.app.create_app` sets them from the settings.
+    ``server_settings`` hold the limits the server protocol (:mod:`proxy.http_protocol`)
+    keeps each connection to; :func:`~proxy.app.create_app` sets them from the settings.
     """
 
-    edge_limits = EdgeLimits()
+    server_settings = ServerSettings()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         """ASGI entry point."""

@@ -16,8 +16,8 @@ is answered by :func:`~proxy.hot_path.serve` writing through
 without ASGI's per-request layers. Everything else (other paths and methods, the 503 of
 ``limit_concurrency``) goes to the ASGI app as before.
 
-It also holds every connection to :class:`~proxy.edge_limits.EdgeLimits` (the gateway app's,
-else the defaults), where the bytes arrive and before anything grows: a request's line and
+It also holds every connection to the limits of :class:`config.ServerSettings` (the gateway
+app's, else the defaults), where the bytes arrive and before anything grows: a request's line and
 headers are counted as they are fed to the parser (431 past ``max_header_bytes`` or
 ``max_headers``, 414 past ``max_request_line_bytes``), and one timer per connection closes it
 when a head (408, or quietly when nothing was sent) or a body (408) takes too long. uvicorn
@@ -34,16 +34,19 @@ uvicorn versions and ``tests/proxy/test_http_protocol.py`` names any that disapp
 from __future__ import annotations
 
 import asyncio
+import http
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 from uvicorn._types import ASGI3Application
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
+from config import ServerSettings
 from proxy.direct_response import DirectResponder, run_direct
-from proxy.edge_limits import EdgeLimits, refusal
-from proxy.errors import GatewayError
+from proxy.errors import GatewayError, error_document
 from proxy.hot_path import PROXIED, GatewayApp, serve
+from proxy.ids import new_request_id
 from proxy.surfaces import Surface
 
 __all__ = ["CoalescingHttpToolsProtocol", "CoalescingTransport"]
@@ -121,9 +124,9 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         app = self.config.app
         self._gateway_app = app if isinstance(app, GatewayApp) else None
         self._on_lost: Callable[[], None] | None = None
-        self._limits = EdgeLimits()
+        self._limits = ServerSettings()
         if self._gateway_app is not None:
-            self._limits = self._gateway_app.edge_limits
+            self._limits = self._gateway_app.server_settings
             # Typed int by uvicorn, used as a delay for call_later, which takes any number.
             self.timeout_keep_alive = self._limits.keep_alive_seconds  # type: ignore[assignment]
         # The head being read: its bytes so far, its header lines, and how many heads ended
@@ -319,7 +322,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             cycle.message_event.set()
         url: bytes = getattr(self, "url", b"")  # set by uvicorn once a request begins
         transport = self._coalescing
-        transport.write_now(refusal(error, url, self.server_state.default_headers))
+        transport.write_now(_refusal(error, url, self.server_state.default_headers))
         if not transport.can_write_eof():
             transport.close()
             return
@@ -348,6 +351,23 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         task = self.loop.create_task(run_direct(cycle, self._coalescing, answer))
         task.add_done_callback(self.tasks.discard)
         self.tasks.add(task)
+
+
+def _refusal(error: GatewayError, path: bytes, default_headers: list[tuple[bytes, bytes]]) -> bytes:
+    """A whole HTTP/1.1 answer for ``error``, closing the connection.
+
+    ``path`` is the request target as far as it arrived (it picks Lago's envelope under
+    ``/api/v1``, OpenAI's elsewhere); ``default_headers`` are the server's (``date``).
+    """
+    status, document, _ = error_document(error, path.decode("latin-1"))
+    body = msgspec.json.encode(document)
+    lines = [f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}\r\n".encode()]
+    lines += [name + b": " + value + b"\r\n" for name, value in default_headers]
+    lines.append(
+        b"content-type: application/json\r\ncontent-length: %d\r\nx-request-id: %b\r\n"
+        b"connection: close\r\n\r\n" % (len(body), new_request_id().encode())
+    )
+    return b"".join(lines) + body
 
 
 async def _serve(

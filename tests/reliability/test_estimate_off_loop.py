@@ -4,7 +4,6 @@ sent after the count began is answered and metered before the count ends."""
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -13,14 +12,11 @@ from pathlib import Path
 import httpx
 import msgspec
 
-from config import Settings
-from metering.store.sqlite import SQLiteStore
-from proxy.app import ROLLUP_EXTRA_KEYS, create_app, sqlite_path
+from proxy.app import create_app, sqlite_path
 from proxy.background import BackgroundServer
-from proxy.key_admin import issue_key
-from proxy.state import system_clock
 from proxy.tokens import TokenCounter
 from tests.proxy.test_fidelity import mock_settings
+from tests.reliability.conftest import LocalGateway
 
 BIG_BYTES = 15 * 1024 * 1024
 REPLY = {"object": "chat.completion", "choices": [{"message": {"content": "ok"}}]}
@@ -41,16 +37,6 @@ class _Upstream:
         if big:
             self.counting.set()
         return response
-
-
-async def _mint(settings: Settings) -> str:
-    store = SQLiteStore(sqlite_path(settings.store.url), rollup_extra_keys=ROLLUP_EXTRA_KEYS)
-    await store.open()
-    try:
-        issued = await issue_key(store, settings, customer="acme", now=system_clock())
-    finally:
-        await store.close()
-    return issued.secret
 
 
 def _commit_order(db: Path) -> list[str]:
@@ -94,7 +80,7 @@ def test_a_small_request_is_served_while_a_huge_one_is_counted(tmp_path: Path) -
     # As ``tallygate serve`` does: encodings loaded at start-up, not at the first count.
     app = create_app(settings, transport=httpx.MockTransport(upstream), preload_tokenizers=True)
     with BackgroundServer(app, lifespan="on") as server, ThreadPoolExecutor(1) as pool:
-        key = asyncio.run(_mint(settings))
+        key = LocalGateway(server, settings).new_key()
         headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
         url = f"{server.url}/v1/chat/completions"
         big = pool.submit(httpx.post, url, content=big_body, headers=headers, timeout=300)

@@ -4,7 +4,6 @@ traceback; no key and no body text ever reaches the log."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sqlite3
 from pathlib import Path
@@ -13,12 +12,8 @@ import httpx
 import pytest
 from litestar import get
 
-from config import Settings
-from metering.store.sqlite import SQLiteStore
-from proxy.app import ROLLUP_EXTRA_KEYS, create_app, sqlite_path
+from proxy.app import create_app
 from proxy.background import BackgroundServer
-from proxy.key_admin import issue_key
-from proxy.state import system_clock
 from tests.proxy.test_fidelity import mock_settings
 from tests.reliability.conftest import GatewayFactory, LocalGateway
 from tests.reliability.support import ADMIN_KEY, MODEL, UPSTREAM_KEY, free_port
@@ -78,7 +73,7 @@ def test_a_bug_is_a_500_logged_once_with_its_traceback_on_every_way_in(
     app = create_app(settings, transport=_FailingTransport())
     app.register(_broken_route)
     with BackgroundServer(app, lifespan="on") as server, httpx.Client(base_url=server.url) as c:
-        key = asyncio.run(_mint(settings))
+        key = LocalGateway(server, settings).new_key()
         answers = {
             "/api/v1/broken": c.get("/api/v1/broken"),
             "/v1/broken": c.get("/v1/broken"),
@@ -100,16 +95,6 @@ def test_a_bug_is_a_500_logged_once_with_its_traceback_on_every_way_in(
                 }
             else:
                 assert document["error"]["type"] == "server_error"
-
-
-async def _mint(settings: Settings) -> str:
-    store = SQLiteStore(sqlite_path(settings.store.url), rollup_extra_keys=ROLLUP_EXTRA_KEYS)
-    await store.open()
-    try:
-        issued = await issue_key(store, settings, customer="acme", now=system_clock())
-    finally:
-        await store.close()
-    return issued.secret
 
 
 def test_a_broken_store_under_a_litestar_route_is_a_logged_5xx_in_the_routes_envelope(
