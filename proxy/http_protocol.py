@@ -129,12 +129,13 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             self._limits = self._gateway_app.server_settings
             # Typed int by uvicorn, used as a delay for call_later, which takes any number.
             self.timeout_keep_alive = self._limits.keep_alive_seconds  # type: ignore[assignment]
-        # The head being read: its bytes so far, its header lines, and how many heads ended
-        # (to tell whether the one that outgrew the limit ended inside it).
+        # The head (or a chunk header and the trailers after the last chunk) being read: its
+        # bytes so far, its header lines, and how many such sections ended (to tell whether
+        # the one that outgrew the limit ended inside it).
         self._reading_head = True
         self._head_bytes = 0
         self._header_count = 0
-        self._heads = 0
+        self._ends = 0
         self._refused: GatewayError | None = None
         self._discard_left: int | None = None
         self._phase = _HEAD
@@ -182,19 +183,19 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     def _receive_past_room(self, data: bytes, room: int) -> None:
         # Only what fits is parsed: if the head ends in it, the rest is a body or the next
         # request, received as usual; if not, the head is too large and nothing more is read.
-        heads = self._heads
+        ends = self._ends
         if room > 0:
             self._head_bytes += room
             super().data_received(data[:room])
             if self._discard_left is not None or self.transport.is_closing():
                 return  # refused or closed while parsing
-        if self._heads == heads:
+        if self._ends == ends:
             limit = self._limits.max_header_bytes
             self._refuse(
                 GatewayError(
                     "headers_too_large",
-                    f"The request line and headers are larger than the gateway's limit of "
-                    f"{limit} bytes.",
+                    f"The request line and headers (or trailers) are larger than the gateway's "
+                    f"limit of {limit} bytes.",
                     code="request_header_fields_too_large",
                 )
             )
@@ -235,15 +236,29 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         """The head is in: its body is now due within ``body_timeout_seconds``."""
-        self._heads += 1
+        self._ends += 1
         self._reading_head = False
         self._phase = _BODY
         self._phase_since = self.loop.time()
         super().on_headers_complete()
 
+    def on_chunk_header(self) -> None:
+        """A chunk's size line: until its data comes, the bytes count as a head's. After the
+        last (empty) chunk come trailers, which httptools joins as it does headers."""
+        self._reading_head = True
+        self._head_bytes = 0
+
+    def on_body(self, body: bytes) -> None:
+        """uvicorn's; the first data of a chunk ends the section counted since its size line."""
+        if self._reading_head:
+            self._reading_head = False
+            self._ends += 1
+        super().on_body(body)
+
     def on_message_complete(self) -> None:
         """The request is in: no client deadline until it is answered."""
         super().on_message_complete()
+        self._ends += 1
         self._phase = _ANSWERING
         self._reading_head = True
         self._head_bytes = 0

@@ -169,6 +169,27 @@ def test_a_head_over_the_byte_limit_is_refused_on_every_surface(
     }
 
 
+def test_endless_trailers_after_a_chunked_body_are_refused(
+    make_gateway: GatewayFactory, connections: list[Connection]
+) -> None:
+    gateway = make_gateway(server={"max_header_bytes": 4096})
+    key = gateway.new_key()
+    body = b'{"model": "gpt-4o-mini", "messages": []}'
+    head = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + f"Authorization: Bearer {key}\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+        # Chunks of any size pass; after the last one, trailers are held like headers.
+        + b"%x\r\n%b\r\n" % (len(body), body)
+        + b"2000\r\n"
+        + b" " * 0x2000
+        + b"\r\n"
+        + b"0\r\nX-Endless: "
+    )
+    connection = _open(gateway.server.port, connections)
+    _send_endless(connection, head, b"a" * 1024, 1024 * 1024)
+    _openai_refusal(connection.answer(), 431, "request_header_fields_too_large")
+
+
 def test_too_many_header_lines_are_refused(
     make_gateway: GatewayFactory, connections: list[Connection]
 ) -> None:
