@@ -139,6 +139,7 @@ async def test_every_uvicorn_internal_the_protocol_relies_on_still_exists() -> N
         "data_received",
         "send_400_response",
         "on_message_begin",
+        "on_body",
         "on_url",
         "on_header",
         "on_headers_complete",
