@@ -17,11 +17,12 @@ without ASGI's per-request layers. Everything else (other paths and methods, the
 ``limit_concurrency``) goes to the ASGI app as before.
 
 It also holds every connection to the limits of :class:`config.ServerSettings` (the gateway
-app's, else the defaults), where the bytes arrive and before anything grows: a request's line and
-headers are counted as they are fed to the parser (431 past ``max_header_bytes`` or
-``max_headers``, 414 past ``max_request_line_bytes``), and one timer per connection closes it
-when a head (408, or quietly when nothing was sent) or a body (408) takes too long. uvicorn
-has none of these for httptools: its parser joins a header's pieces without bound.
+app's, else the defaults), where the bytes arrive and before anything grows: a request's line
+and headers (and the trailers of a chunked body) are counted as they are fed to the parser
+(431 past ``max_header_bytes`` or ``max_headers``, 414 past ``max_request_line_bytes``), and
+one timer per connection closes it when a head (408, or quietly when nothing was sent) or a
+body (408) takes too long. uvicorn has none of these for httptools: its parser joins a
+header's pieces without bound.
 
 ``uvicorn.Config(http=CoalescingHttpToolsProtocol)`` selects it: a protocol class is uvicorn's
 documented way to choose the HTTP implementation. Parsing, keep-alive, pipelining, flow
