@@ -63,6 +63,11 @@ class StoreSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: Usage events held in memory while the store is slow or stalled; past this (or while a
     #: write keeps failing) new requests are refused with 503 + Retry-After, never dropped.
     max_pending_events: int = 10000
+    #: SQLite: check the whole file (``PRAGMA quick_check``) when the gateway starts, and
+    #: refuse to start on a damaged one, rather than find the damage after an upstream call.
+    #: It reads every page (about as long as reading the file from disk): turn it off for very
+    #: large files. Damage found while serving still takes the gateway out of service.
+    check_integrity_at_start: bool = True
 
 
 class UpstreamSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -16,6 +16,7 @@ __all__ = [
     "MeteringError",
     "NotAllowed",
     "NotFound",
+    "StoreBroken",
     "StoreUnavailable",
     "ValidationFailed",
     "add_issue",
@@ -76,3 +77,11 @@ class NotAllowed(MeteringError):
 
 class StoreUnavailable(MeteringError):
     """The store cannot take writes right now (stalled, locked or full); callers may retry."""
+
+
+class StoreBroken(StoreUnavailable):
+    """The store cannot be used until an operator acts: its file is damaged, deleted or
+    replaced, or it cannot be opened as configured (missing directory, refused credentials,
+    no schema). The message says what is wrong and what to do. Retrying does not help; the
+    callers' answer is the same as for :class:`StoreUnavailable`.
+    """

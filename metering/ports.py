@@ -136,6 +136,11 @@ class Store(Protocol):
     async def ping(self) -> bool:
         """Whether the store answers a trivial query (readiness)."""
 
+    def broken(self) -> str | None:
+        """Why the store cannot be used until an operator acts (its file damaged, deleted or
+        replaced), else None. Synchronous and cheap: it is asked before every proxied request
+        is forwarded. Once set it stays set for the life of the store object."""
+
     # -- billable metrics ------------------------------------------------------------------
     async def put_metric(self, metric: BillableMetric) -> None:
         """Insert or replace (by ``id``) a metric; its ``code`` is unique (Conflict)."""

@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Coroutine, Generator
 from typing import Any, NamedTuple, cast
 
-from metering.errors import StoreUnavailable
+from metering.errors import StoreBroken, StoreUnavailable
 from metering.ports import BatchResult, EventBatch, Store
 
 __all__ = ["EventWriter"]
@@ -72,9 +72,12 @@ class EventWriter:
         return self._stalled
 
     def admit(self) -> None:
-        """Raise StoreUnavailable unless new work may start (running, store healthy, room)."""
+        """Raise StoreUnavailable unless new work may start (running, store healthy, room);
+        StoreBroken while the store reports itself :meth:`~metering.ports.Store.broken`."""
         if self._task is None or self._stopping:
             raise StoreUnavailable("event writer is not running")
+        if (broken := self._store.broken()) is not None:
+            raise StoreBroken(broken)
         if self._stalled:
             raise StoreUnavailable("the usage store is failing writes; they are being retried")
         if self._pending_events >= self._max_pending:

@@ -14,6 +14,7 @@ from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 
 from config import Settings
+from metering.errors import StoreBroken, StoreUnavailable
 from metering.ports import Store
 from metering.service import MeteringService
 from metering.store.postgres import PostgresStore
@@ -32,6 +33,7 @@ from proxy.routes import admin as admin_routes
 from proxy.routes import openai as openai_routes
 from proxy.routes.health import healthz, readyz
 from proxy.routes.usage import key_usage
+from proxy.startup import StartupFailed
 from proxy.state import Clock, Gateway, system_clock
 from proxy.tokens import TokenCounter
 from proxy.upstream import UpstreamRouter
@@ -39,7 +41,7 @@ from proxy.upstream_client import UpstreamClient
 from proxy.upstream_tls import ssl_contexts
 from proxy.upstream_transport import UpstreamTransport
 
-__all__ = ["create_app", "is_postgres", "open_store", "sqlite_path"]
+__all__ = ["create_app", "describe_store", "is_postgres", "open_store", "sqlite_path"]
 
 log = logging.getLogger("tallygate")
 
@@ -57,6 +59,17 @@ def is_postgres(url: str) -> bool:
     return url.startswith(("postgresql://", "postgres://"))
 
 
+def describe_store(url: str) -> str:
+    """The store for humans: the SQLite file, or PostgreSQL's host (never its password)."""
+    return f"postgresql on {url.rpartition('@')[2]}" if is_postgres(url) else str(sqlite_path(url))
+
+
+def _log_broken(reason: str) -> None:
+    # Once per store, when it finds itself broken while serving (the store's own message
+    # says what is wrong and what to do).
+    log.error("usage store broken; refusing requests until it is repaired: %s", reason)
+
+
 def open_store(settings: Settings) -> Store:
     """The store ``settings.store.url`` names (not yet opened): SQLite file or PostgreSQL."""
     url = settings.store.url
@@ -66,7 +79,28 @@ def open_store(settings: Settings) -> Store:
         sqlite_path(url),
         rollup_extra_keys=ROLLUP_EXTRA_KEYS,
         busy_timeout=settings.store.busy_timeout_seconds,
+        integrity_check=settings.store.check_integrity_at_start,
+        on_broken=_log_broken,
     )
+
+
+async def _open(store: Store, url: str) -> None:
+    """Open the store; StartupFailed with one line when it cannot be opened."""
+    try:
+        await store.open()
+    except StoreUnavailable as exc:
+        where = describe_store(url)
+        line = (
+            f"cannot open the store: {exc}"
+            if where in str(exc)
+            else f"cannot open the store ({where}): {exc}"
+        )
+        if not isinstance(exc, StoreBroken):
+            # Unreachable or locked: nothing in the message says what to do yet.
+            line += (
+                "; check that it is reachable and not locked by another program, then start again"
+            )
+        raise StartupFailed(line) from exc
 
 
 def _warn_unconfigured(settings: Settings) -> None:
@@ -121,7 +155,7 @@ def create_app(
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         _warn_unconfigured(settings)
         store = open_store(settings)
-        await store.open()
+        await _open(store, settings.store.url)
         writer = EventWriter(store, max_pending=settings.store.max_pending_events)
         try:
             await writer.start()

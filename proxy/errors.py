@@ -27,6 +27,7 @@ from metering.errors import (
     MeteringError,
     NotAllowed,
     NotFound,
+    StoreBroken,
     StoreUnavailable,
     ValidationFailed,
 )
@@ -46,6 +47,8 @@ log = logging.getLogger("tallygate")
 LAGO_PREFIX = "/api/v1"
 #: Seconds a client should wait before retrying when the store sheds load.
 RETRY_AFTER_SECONDS = 1
+#: ...and when the store is broken (damaged, deleted or replaced file) until an operator acts.
+BROKEN_RETRY_AFTER_SECONDS = 30
 
 
 class GatewayError(Exception):
@@ -163,6 +166,11 @@ def _metering_error(exc: MeteringError) -> tuple[int, str, Any, str, dict[str, s
         message = f"validation failed: {msgspec.json.encode(details).decode()}"
     elif isinstance(exc, NotAllowed):
         status, code, details, message = 405, exc.code, None, exc.code
+    elif isinstance(exc, StoreBroken):
+        # The operator has to act (the log says what to do): no point retrying soon.
+        status, code, details = 503, "store_unavailable", None
+        message = "usage store is out of service until an operator repairs it; retry later"
+        headers["Retry-After"] = str(BROKEN_RETRY_AFTER_SECONDS)
     elif isinstance(exc, StoreUnavailable):
         status, code, details = 503, "store_unavailable", None
         message = "usage store is not accepting writes right now; retry shortly"

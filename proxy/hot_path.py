@@ -34,6 +34,7 @@ from proxy.ids import new_request_id
 from proxy.relay import Emit
 from proxy.request_head import require_json
 from proxy.routes.openai import Reply, forward
+from proxy.startup import one_line_failures
 from proxy.state import Gateway
 from proxy.surfaces import SURFACES, Surface
 
@@ -101,7 +102,8 @@ class ClientGone:
 
 
 class GatewayApp(Litestar):
-    """The gateway's ASGI app: :data:`PROXIED` paths served here, the rest by Litestar.
+    """The gateway's ASGI app: :data:`PROXIED` paths served here, the rest by Litestar
+    (whose lifespan failures are reported through :func:`~proxy.startup.one_line_failures`).
 
     ``server_settings`` hold the limits the server protocol (:mod:`proxy.http_protocol`)
     keeps each connection to; :func:`~proxy.app.create_app` sets them from the settings.
@@ -123,6 +125,8 @@ class GatewayApp(Litestar):
                     AsgiResponder(send, receive),
                 )
                 return
+        elif scope["type"] == "lifespan":
+            send = one_line_failures(send)
         await super().__call__(scope, receive, send)
 
     @property

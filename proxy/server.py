@@ -15,7 +15,7 @@ from types import FrameType
 import uvicorn
 
 from config import Settings
-from proxy.app import create_app, is_postgres, sqlite_path
+from proxy.app import create_app, describe_store, is_postgres, sqlite_path
 from proxy.background import bind_socket
 from proxy.http_protocol import CoalescingHttpToolsProtocol
 
@@ -73,8 +73,6 @@ class GatewayServer(uvicorn.Server):
 def serve(settings: Settings, *, host: str | None = None, port: int | None = None) -> int:
     """Run the gateway until interrupted; returns the exit status."""
     url = settings.store.url
-    # A PostgreSQL URL may carry a password: name the host only.
-    where = f"postgresql on {url.rpartition('@')[2]}" if is_postgres(url) else str(sqlite_path(url))
     if not is_postgres(url) and not sqlite_path(url).parent.exists():
         print(
             f"tallygate: the store's directory {sqlite_path(url).parent} does not exist",
@@ -100,7 +98,7 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
         timeout_graceful_shutdown=settings.server.shutdown_grace_seconds,
     )
     logging.getLogger("tallygate").info(
-        "tallygate on http://%s:%d/v1 (store %s)", bind_host, bind_port, where
+        "tallygate on http://%s:%d/v1 (store %s)", bind_host, bind_port, describe_store(url)
     )
     try:
         # Our own socket: explicit IPPROTO_TCP so asyncio sets TCP_NODELAY (proxy.background).
@@ -110,6 +108,8 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
             f"tallygate: cannot listen on {bind_host}:{bind_port}: {exc.strerror}", file=sys.stderr
         )
         return 2
+    server = GatewayServer(config)
     with sock:
-        GatewayServer(config).run(sockets=[sock])
-    return 0
+        server.run(sockets=[sock])
+    # Not started: the lifespan failed (uvicorn has logged why, one line for StartupFailed).
+    return 0 if server.started else 1

@@ -143,6 +143,10 @@ class MemoryStore:
         """Whether the store is open."""
         return self._open
 
+    def broken(self) -> str | None:
+        """Never: memory cannot be damaged from outside the process."""
+        return None
+
     # -- billable metrics ------------------------------------------------------------------
     async def put_metric(self, metric: BillableMetric) -> None:
         """Insert or replace a metric by id; its code is unique."""

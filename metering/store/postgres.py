@@ -12,7 +12,9 @@ between replicas rests on the database, never on this process's memory:
 - migrations: under a session advisory lock at open (``postgres_schema``).
 
 Connection failures, deadlocks, serialization failures, lack of resources and operator
-intervention surface as :class:`~metering.errors.StoreUnavailable`.
+intervention surface as :class:`~metering.errors.StoreUnavailable`; a refused login (password,
+role, database) as :class:`~metering.errors.StoreBroken`, as does, at open, any other refusal
+of the server's (no schema and no right to create it...).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import TypeVar
 
 import asyncpg
 
-from metering.errors import StoreUnavailable
+from metering.errors import StoreBroken, StoreUnavailable
 from metering.models import BillableMetric
 from metering.ports import (
     AggregateQuery,
@@ -55,14 +57,34 @@ _UNAVAILABLE = (
     asyncpg.LockNotAvailableError,
 )
 
+#: The server refuses the login: a password changed, or the role or database dropped. New
+#: connections fail until an operator puts it right.
+_REFUSED = (
+    asyncpg.InvalidAuthorizationSpecificationError,  # includes invalid_password
+    asyncpg.InvalidCatalogNameError,
+)
+
 
 @contextlib.contextmanager
 def _unavailable() -> Iterator[None]:
-    """Turn PostgreSQL's operational failures into StoreUnavailable."""
+    """Turn PostgreSQL's operational failures into StoreUnavailable (StoreBroken when the
+    server refuses the login)."""
     try:
         yield
+    except _REFUSED as exc:
+        raise StoreBroken(f"postgresql refused: {exc}") from exc
     except _UNAVAILABLE as exc:
         raise StoreUnavailable(f"postgresql: {exc}") from exc
+
+
+@contextlib.contextmanager
+def _refused_at_open() -> Iterator[None]:
+    """At open, whatever else the server refuses (no schema, no rights) is StoreBroken too:
+    the gateway cannot start on it, and the message says what the server said."""
+    try:
+        yield
+    except asyncpg.PostgresError as exc:
+        raise StoreBroken(f"postgresql refused: {exc}") from exc
 
 
 class PostgresStore(SqlFacade[Conn]):
@@ -95,7 +117,7 @@ class PostgresStore(SqlFacade[Conn]):
         """Connect, migrate the schema and bring rollups in line with the stored metrics."""
         if self._pool is not None:
             raise RuntimeError("PostgresStore is already open")
-        with _unavailable():
+        with _refused_at_open(), _unavailable():
             pool = await asyncpg.create_pool(
                 self._dsn,
                 min_size=1,
@@ -108,11 +130,12 @@ class PostgresStore(SqlFacade[Conn]):
             )
         opened = False
         try:
-            with _unavailable():
-                async with pool.acquire() as conn:
-                    await migrate(conn)
-            self._pool = pool
-            await self._write(self._reconcile)
+            with _refused_at_open():
+                with _unavailable():
+                    async with pool.acquire() as conn:
+                        await migrate(conn)
+                self._pool = pool
+                await self._write(self._reconcile)
             opened = True
         finally:
             if not opened:
@@ -134,6 +157,11 @@ class PostgresStore(SqlFacade[Conn]):
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
+
+    def broken(self) -> str | None:
+        """Never known ahead of a call: the server's failures are each call's
+        StoreUnavailable, and pass when the server (or its operator) recovers."""
+        return None
 
     async def ping(self) -> bool:
         """Whether the database answers ``SELECT 1``."""

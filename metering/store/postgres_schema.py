@@ -17,6 +17,8 @@ from typing import TypeAlias
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from metering.errors import StoreBroken
+
 __all__ = [
     "LOCK_CLASS",
     "MIGRATION_LOCK",
@@ -118,10 +120,12 @@ _LOCK_OBJECT = "hashtext(current_schema())"
 async def migrate(conn: Conn) -> int:
     """Bring the connection's schema to :data:`SCHEMA_VERSION`; returns the old version.
 
-    Raises RuntimeError for a schema written by a newer tallygate (never downgrade silently).
+    A schema that the ``search_path`` names but that does not exist yet is created first.
+
+    Raises StoreBroken for a schema written by a newer tallygate (never downgrade silently).
     """
     if await conn.fetchval("SELECT current_schema()") is None:
-        raise RuntimeError("the store's search_path names no existing schema")
+        await _create_schema(conn)
     await conn.execute(f"SELECT pg_advisory_lock({LOCK_CLASS} + {MIGRATION_LOCK}, {_LOCK_OBJECT})")
     try:
         await conn.execute(
@@ -132,7 +136,7 @@ async def migrate(conn: Conn) -> int:
             await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_migrations")
         )
         if current > SCHEMA_VERSION:
-            raise RuntimeError(
+            raise StoreBroken(
                 f"database schema version {current} is newer than this tallygate's "
                 f"({SCHEMA_VERSION}); upgrade tallygate"
             )
@@ -146,6 +150,29 @@ async def migrate(conn: Conn) -> int:
             f"SELECT pg_advisory_unlock({LOCK_CLASS} + {MIGRATION_LOCK}, {_LOCK_OBJECT})"
         )
     return current
+
+
+async def _create_schema(conn: Conn) -> None:
+    """Create the first schema the connection's ``search_path`` names (none exists yet);
+    StoreBroken if the role may not, or the path names none."""
+    path = str(await conn.fetchval("SHOW search_path"))
+    names = [part.strip() for part in path.split(",") if part.strip() not in ("", '"$user"')]
+    if not names:
+        raise StoreBroken(f"the store's search_path ({path}) names no schema: set one in store.url")
+    # parse_ident: the server's own reading of a (possibly quoted) identifier.
+    parts = await conn.fetchval("SELECT parse_ident($1)", names[0])
+    name = str(parts[-1])
+    quoted = '"' + name.replace('"', '""') + '"'
+    try:
+        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
+    except asyncpg.PostgresError as exc:
+        raise StoreBroken(
+            f"the schema {name} of the store's search_path does not exist and cannot be "
+            f"created ({exc}): create it with a role allowed to (CREATE SCHEMA {quoted}), "
+            f"or name an existing schema in store.url"
+        ) from exc
+    if await conn.fetchval("SELECT current_schema()") is None:
+        raise StoreBroken(f"the store's search_path ({path}) names no usable schema")
 
 
 def lock_sql(lock: int, *, shared: bool) -> str:

@@ -4,9 +4,13 @@ Two connections to one WAL file: a writer, used under an asyncio lock so each wr
 transaction (``BEGIN IMMEDIATE``) is alone on it, and a query-only reader, so reads never see
 a write in progress and never wait for one. A third connection checkpoints the WAL in the
 background (:mod:`~metering.store.sqlite_checkpoint`), so no commit waits for a disk flush.
-``synchronous=NORMAL``: a committed transaction survives a killed process. Any
-``sqlite3.OperationalError`` (locked, full, I/O) surfaces as
-:class:`~metering.errors.StoreUnavailable`.
+``synchronous=NORMAL``: a committed transaction survives a killed process.
+
+Operational failures (locked, full) surface as :class:`~metering.errors.StoreUnavailable`.
+A file that cannot be trusted (damaged, unreadable, deleted or replaced under the process:
+:mod:`~metering.store.sqlite_health`) surfaces as :class:`~metering.errors.StoreBroken` and
+makes the store :meth:`~SQLiteStore.broken` for good: every later call refuses at once, and
+no commit is acknowledged unless the path still names the file it went to.
 """
 
 from __future__ import annotations
@@ -14,13 +18,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 import aiosqlite
 
-from metering.errors import StoreUnavailable
+from metering.errors import StoreBroken, StoreUnavailable
 from metering.models import BillableMetric, Event
 from metering.ports import (
     AggregateQuery,
@@ -38,12 +42,12 @@ from metering.store.sql_facade import SqlFacade
 from metering.store.sqlite_checkpoint import Checkpointer
 from metering.store.sqlite_connection import (
     WriterBusy,
+    classify,
     connect,
     in_thread,
     rollback,
     transaction_here,
     transaction_in_thread,
-    unavailable,
 )
 from metering.store.sqlite_dialect import SQLiteDialect
 from metering.store.sqlite_events import (
@@ -54,6 +58,7 @@ from metering.store.sqlite_events import (
     stored_params,
     write_batch,
 )
+from metering.store.sqlite_health import FileIdentity, check_location, quick_check, unusable
 from metering.store.sqlite_schema import migrate
 from metering.store.sqlite_tail import fold_tail, mark_folded
 
@@ -72,7 +77,9 @@ class SQLiteStore(SqlFacade[aiosqlite.Connection]):
     ``rollup_extra_keys`` are event properties kept in every code's rollups on top of its
     metric's filter keys (the gateway passes ``("key_id",)`` so per-key usage is a rollup
     read too). ``busy_timeout`` (seconds) is how long a statement waits for another
-    process's lock before the store reports itself unavailable.
+    process's lock before the store reports itself unavailable. ``integrity_check`` runs
+    ``PRAGMA quick_check`` at open (it reads the whole file). ``on_broken`` is called once,
+    with the reason, when an open store finds itself broken (a failed open raises instead).
     """
 
     def __init__(
@@ -81,9 +88,16 @@ class SQLiteStore(SqlFacade[aiosqlite.Connection]):
         *,
         rollup_extra_keys: Sequence[str] = (),
         busy_timeout: float = 5.0,
+        integrity_check: bool = True,
+        on_broken: Callable[[str], None] | None = None,
     ) -> None:
         self._path = Path(path)
         self._busy_timeout_ms = max(0, round(busy_timeout * 1000))
+        self._integrity_check = integrity_check
+        self._on_broken = on_broken
+        self._identity: FileIdentity | None = None
+        self._broken: str | None = None
+        self._serving = False  # open() completed: breakage is reported to on_broken
         self._extra_keys = tuple(rollup_extra_keys)
         super().__init__(SQLiteDialect())
         self._writer: aiosqlite.Connection | None = None
@@ -101,16 +115,16 @@ class SQLiteStore(SqlFacade[aiosqlite.Connection]):
             raise RuntimeError("SQLiteStore is already open")
         if str(self._path) == ":memory:":
             raise ValueError("SQLiteStore needs a file path; use MemoryStore for memory")
-        if not self._path.parent.is_dir():
-            raise FileNotFoundError(
-                f"cannot create {self._path}: directory {self._path.parent} does not exist"
-            )
-        with unavailable():
+        check_location(self._path)
+        with self._guarded():
             self._writer = await connect(
                 self._path, busy_timeout_ms=self._busy_timeout_ms, query_only=False
             )
             opened = False
             try:
+                self._identity = FileIdentity(self._path)
+                if self._integrity_check:
+                    await quick_check(self._writer, self._path)
                 await migrate(self._writer)
                 await self._reconcile_rollups()
                 self._reader = await connect(
@@ -119,7 +133,8 @@ class SQLiteStore(SqlFacade[aiosqlite.Connection]):
                 self._checkpointer = Checkpointer(
                     await connect(
                         self._path, busy_timeout_ms=self._busy_timeout_ms, query_only=False
-                    )
+                    ),
+                    failed=self._checkpoint_failed,
                 )
                 self._checkpointer.start()
                 self._checkpointer.wrote()  # what open() migrated or rebuilt
@@ -128,7 +143,7 @@ class SQLiteStore(SqlFacade[aiosqlite.Connection]):
                 )
                 # A tail left by an earlier process was folded by _reconcile_rollups above.
                 self._tail.start()
-                opened = True
+                opened = self._serving = True
             finally:
                 if not opened:
                     await self.close()
@@ -150,6 +165,7 @@ class SQLiteStore(SqlFacade[aiosqlite.Connection]):
 
     async def close(self) -> None:
         """Close the connections (idempotent), folding the rollup tail and checkpointing first."""
+        self._serving = False
         tail, self._tail = self._tail, None
         if tail is not None:
             await tail.stop()
@@ -166,16 +182,62 @@ class SQLiteStore(SqlFacade[aiosqlite.Connection]):
             await writer.close()
 
     async def ping(self) -> bool:
-        """Whether the reader answers ``SELECT 1``."""
-        if self._reader is None:
+        """Whether the store is not :meth:`broken` and the reader reads the file's header
+        (``PRAGMA schema_version``: a header overwritten with garbage fails it)."""
+        if self._reader is None or self.broken() is not None:
             return False
         try:
-            rows = await self._reader.execute_fetchall("SELECT 1")
-        except sqlite3.Error:
+            with self._guarded():
+                await self._reader.execute_fetchall("PRAGMA schema_version")
+        except StoreUnavailable:
             return False
-        return list(rows) == [(1,)]
+        return True
+
+    def broken(self) -> str | None:
+        """Why the store cannot be used until an operator acts, else None (see the module
+        docstring). While none is known, checks that the path still names the opened file."""
+        if self._broken is None and self._identity is not None:
+            changed = self._identity.changed()
+            if changed is not None:
+                self._break(changed)
+        return self._broken
 
     # -- plumbing ----------------------------------------------------------------------------
+    def _break(self, reason: str) -> None:
+        if self._broken is not None:
+            return
+        self._broken = reason
+        if self._serving and self._on_broken is not None:
+            self._on_broken(reason)
+
+    def _checkpoint_failed(self, exc: sqlite3.Error) -> None:
+        if isinstance(classify(exc), StoreBroken):
+            self._break(unusable(self._path, exc))
+
+    @contextlib.contextmanager
+    def _guarded(self) -> Iterator[None]:
+        """SQLite's errors as categories (:func:`classify`); refuses at once once the store is
+        broken, and breaks it for good when SQLite reports the file itself unusable."""
+        if self._broken is not None:
+            raise StoreBroken(self._broken)
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            category = classify(exc)
+            if category is None:
+                raise
+            if isinstance(category, StoreBroken):
+                self._break(unusable(self._path, exc))
+                category = StoreBroken(self._broken or str(category))
+            raise category from exc
+
+    def _committed(self) -> None:
+        """After a commit: StoreBroken if the path no longer names the file it went to (the
+        caller then treats the commit as not made; its events are written again elsewhere or
+        reported, never acknowledged)."""
+        if (reason := self.broken()) is not None:
+            raise StoreBroken(reason)
+
     def _wrote(self) -> None:
         if self._checkpointer is not None:
             self._checkpointer.wrote()
@@ -190,7 +252,7 @@ class SQLiteStore(SqlFacade[aiosqlite.Connection]):
     async def _read(self, op: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
         if self._reader is None:
             raise StoreUnavailable("sqlite store is not open")
-        with unavailable():
+        with self._guarded():
             return await op(self._reader)
 
     async def _write(
@@ -204,7 +266,7 @@ class SQLiteStore(SqlFacade[aiosqlite.Connection]):
             conn = self._writer
             if conn is None:
                 raise StoreUnavailable("sqlite store is not open")
-            with unavailable():
+            with self._guarded():
                 await conn.execute("BEGIN IMMEDIATE")
                 committed = False
                 try:
@@ -214,6 +276,7 @@ class SQLiteStore(SqlFacade[aiosqlite.Connection]):
                 finally:
                     if not committed:
                         await rollback(conn)
+            self._committed()
             self._wrote()
             if after_commit is not None:
                 # Still under the lock: no other write can see the state before this update.
@@ -292,7 +355,7 @@ class SQLiteStore(SqlFacade[aiosqlite.Connection]):
             conn = self._writer
             if conn is None:
                 raise StoreUnavailable("sqlite store is not open")
-            with unavailable():
+            with self._guarded():
                 results = None
                 if sum(map(len, params)) <= _WRITE_HERE_MAX_EVENTS:
                     # The hand-over to the connection's thread would cost as much as this.
@@ -305,6 +368,7 @@ class SQLiteStore(SqlFacade[aiosqlite.Connection]):
                     results = await transaction_in_thread(conn, write_and_fold)
                 elif self._tail is not None:
                     self._tail.poke()
+            self._committed()
             self._wrote()
             return results
 
@@ -314,7 +378,7 @@ class SQLiteStore(SqlFacade[aiosqlite.Connection]):
             conn = self._writer
             if conn is None:
                 raise StoreUnavailable("sqlite store is not open")
-            with unavailable():
+            with self._guarded():
                 await transaction_in_thread(conn, self._fold_all)
             self._wrote()
 

@@ -16,6 +16,7 @@ not a checkpoint has copied it yet.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 
 import aiosqlite
 
@@ -28,12 +29,20 @@ class Checkpointer:
     """Runs ``PRAGMA wal_checkpoint(PASSIVE)`` after writes, at most once per ``interval`` s.
 
     :meth:`wrote` is called after every commit; it only sets a flag. A failed checkpoint (a
-    lock held by another process, an I/O error) is counted in :attr:`failures` and tried again
-    later: the commits themselves never depend on it.
+    lock held by another process, an I/O error) is counted in :attr:`failures`, handed to
+    ``failed`` (the store looks for a damaged file in it) and tried again later: the commits
+    themselves never depend on it.
     """
 
-    def __init__(self, conn: aiosqlite.Connection, *, interval: float = 0.25) -> None:
+    def __init__(
+        self,
+        conn: aiosqlite.Connection,
+        *,
+        interval: float = 0.25,
+        failed: Callable[[sqlite3.Error], None] | None = None,
+    ) -> None:
         self._conn = conn
+        self._failed = failed
         # Pages written again between two checkpoints are copied once, not per commit.
         self._schedule = Debounced(
             self.checkpoint, interval=interval, name="tallygate-sqlite-checkpoint"
@@ -53,9 +62,11 @@ class Checkpointer:
         """Copy what the WAL holds into the database file now (PASSIVE); whether it could."""
         try:
             await self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        except sqlite3.Error:
+        except sqlite3.Error as exc:
             # Busy (another process checkpoints) or I/O: the WAL keeps the data; retry later.
             self.failures += 1
+            if self._failed is not None:
+                self._failed(exc)
             return False
         self.checkpoints += 1
         return True

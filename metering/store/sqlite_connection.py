@@ -4,42 +4,64 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 import aiosqlite
 
-from metering.errors import StoreUnavailable
+from metering.errors import StoreBroken, StoreUnavailable
 from metering.store.sqlite_events import decimal_functions
 
 __all__ = [
     "WriterBusy",
+    "classify",
     "connect",
     "in_thread",
     "rollback",
     "transaction_here",
     "transaction_in_thread",
-    "unavailable",
 ]
 
 T = TypeVar("T")
 
 
-@contextlib.contextmanager
-def unavailable() -> Iterator[None]:
-    """Turn SQLite's operational failures (locked, full, I/O) into StoreUnavailable."""
-    try:
-        yield
-    except sqlite3.OperationalError as exc:
-        raise StoreUnavailable(f"sqlite: {exc}") from exc
+#: Primary result codes that say the file itself cannot be used: damaged (CORRUPT, NOTADB,
+#: FORMAT), unreadable or unwritable (IOERR, CANTOPEN, NOLFS), or made read-only, which
+#: includes READONLY_DBMOVED (the file was renamed or deleted under the connection).
+#: Waiting does not cure them, unlike BUSY, LOCKED or FULL.
+_BROKEN_CODES = frozenset(
+    {
+        sqlite3.SQLITE_CORRUPT,
+        sqlite3.SQLITE_NOTADB,
+        sqlite3.SQLITE_FORMAT,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_NOLFS,
+        sqlite3.SQLITE_READONLY,
+    }
+)
+
+
+def classify(exc: sqlite3.Error) -> StoreUnavailable | None:
+    """The store category of an SQLite error: StoreBroken for a file that cannot be used
+    (see ``_BROKEN_CODES``), StoreUnavailable for other operational failures (locked, full),
+    None for errors of the data or the statement (a constraint, a value too big), which are
+    the caller's to handle."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF in _BROKEN_CODES:
+        return StoreBroken(f"sqlite: {exc}")
+    if isinstance(exc, sqlite3.OperationalError):
+        return StoreUnavailable(f"sqlite: {exc}")
+    return None
 
 
 async def rollback(conn: aiosqlite.Connection) -> None:
     """Roll back the open transaction, if SQLite has not already done so by itself."""
     if conn.in_transaction:
-        # SQLite may roll back on its own (e.g. on SQLITE_FULL) between the check and here.
-        with contextlib.suppress(sqlite3.OperationalError):
+        # SQLite may roll back on its own (e.g. on SQLITE_FULL) between the check and here,
+        # and on a damaged file the rollback can fail too: the first error is the one to report.
+        with contextlib.suppress(sqlite3.Error):
             await conn.execute("ROLLBACK")
 
 
@@ -58,8 +80,9 @@ def _run_and_commit(db: sqlite3.Connection, op: Callable[[sqlite3.Connection], T
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:
-            # SQLite may have rolled back on its own (e.g. on SQLITE_FULL).
-            with contextlib.suppress(sqlite3.OperationalError):
+            # SQLite may have rolled back on its own (e.g. on SQLITE_FULL); on a damaged file
+            # the rollback can fail too. The error being raised is the one to report.
+            with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
         raise
     return result

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import aiosqlite
 
+from metering.errors import StoreBroken
+
 __all__ = ["SCHEMA_VERSION", "migrate"]
 
 # Migration N (1-based) brings a file from user_version N-1 to N. Append, never edit.
@@ -108,7 +110,7 @@ SCHEMA_VERSION = len(_MIGRATIONS)
 async def migrate(conn: aiosqlite.Connection) -> int:
     """Bring the file to :data:`SCHEMA_VERSION` in one transaction; returns the old version.
 
-    Raises RuntimeError for a file written by a newer tallygate (never downgrade silently).
+    Raises StoreBroken for a file written by a newer tallygate (never downgrade silently).
     """
     await conn.execute("BEGIN IMMEDIATE")
     committed = False
@@ -117,7 +119,7 @@ async def migrate(conn: aiosqlite.Connection) -> int:
             row = await cursor.fetchone()
         current = int(row[0]) if row is not None else 0
         if current > SCHEMA_VERSION:
-            raise RuntimeError(
+            raise StoreBroken(
                 f"database schema version {current} is newer than this tallygate's "
                 f"({SCHEMA_VERSION}); upgrade tallygate"
             )

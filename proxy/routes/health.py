@@ -20,12 +20,16 @@ def healthz() -> dict[str, str]:
 @get("/readyz", include_in_schema=False)
 async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
     """The store answers and takes writes; 503 otherwise, so a load balancer stops sending
-    traffic. Also lists degradations that do not make it unready (see :func:`_degraded`)."""
+    traffic. A broken store (damaged, deleted or replaced file) says so; why is in the log.
+    Also lists degradations that do not make it unready (see :func:`_degraded`)."""
     gateway: Gateway = request.app.state.gateway
     detail = _degraded(gateway)
+    answers = await gateway.store.ping()  # a broken store may find out here
+    if gateway.store.broken() is not None:
+        return Response({"status": "store broken", **detail}, status_code=503)
     if gateway.writer.stalled:
         return Response({"status": "store failing writes", **detail}, status_code=503)
-    if await gateway.store.ping():
+    if answers:
         return Response({"status": "ready", **detail})
     return Response({"status": "store unreachable", **detail}, status_code=503)
 

@@ -12,7 +12,7 @@ from decimal import Decimal
 import asyncpg
 import pytest
 
-from metering.errors import StoreUnavailable
+from metering.errors import StoreBroken, StoreUnavailable
 from metering.ports import AggregateQuery, BatchResult, DuplicatePolicy, EventBatch
 from metering.store.postgres import PostgresStore
 from metering.store.postgres_schema import SCHEMA_VERSION
@@ -73,7 +73,7 @@ async def test_refuses_a_newer_schema(url: str) -> None:
         )
     finally:
         await conn.close()
-    with pytest.raises(RuntimeError, match="newer than this tallygate"):
+    with pytest.raises(StoreBroken, match="newer than this tallygate"):
         async with opened(url):
             pass
 

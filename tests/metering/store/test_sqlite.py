@@ -12,7 +12,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from metering.errors import Conflict, StoreUnavailable
+from metering.errors import Conflict, StoreBroken, StoreUnavailable
 from metering.ports import AggregateQuery, BatchResult, DuplicatePolicy, EventBatch
 from metering.store.rollups import DAY_US, HOUR_US, MONTH
 from metering.store.sqlite import SQLiteStore
@@ -106,13 +106,13 @@ async def test_refuses_a_newer_schema(db: Path) -> None:
     with raw(db) as conn:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     store = SQLiteStore(db)
-    with pytest.raises(RuntimeError, match="newer"):
+    with pytest.raises(StoreBroken, match="newer"):
         await store.open()
     assert not await store.ping()
 
 
 async def test_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(StoreBroken, match="does not exist"):
         await SQLiteStore(tmp_path / "nope" / "x.db").open()
     with pytest.raises(ValueError, match="file path"):
         await SQLiteStore(":memory:").open()
