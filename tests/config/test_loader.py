@@ -215,3 +215,13 @@ def test_an_upstream_may_name_its_organization_and_project(tmp_path: Path) -> No
     upstream = load_settings(path, env={}).upstreams["openai"]
     assert (upstream.organization, upstream.project) == ("org-operator", "proj_operator")
     assert load_settings(env={}).upstreams["openai"].organization is None
+
+
+def test_the_integrity_check_at_start_is_on_unless_turned_off(tmp_path: Path) -> None:
+    assert load_settings(env={}).store.check_integrity_at_start is True
+    path = write(tmp_path, "[store]\ncheck_integrity_at_start = false\n")
+    assert load_settings(path, env={}).store.check_integrity_at_start is False
+    env = {"TALLYGATE_STORE__CHECK_INTEGRITY_AT_START": "false"}
+    assert load_settings(env=env).store.check_integrity_at_start is False
+    with pytest.raises(ConfigError, match=r"store\.check_integrity_at_start"):
+        load_settings(env={"TALLYGATE_STORE__CHECK_INTEGRITY_AT_START": "sometimes"})

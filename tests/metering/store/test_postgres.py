@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -17,7 +19,13 @@ from metering.ports import AggregateQuery, BatchResult, DuplicatePolicy, EventBa
 from metering.store.postgres import PostgresStore
 from metering.store.postgres_schema import SCHEMA_VERSION
 from tests.metering.store.builders import CODE, SUB, at, event, metric
-from tests.support.postgres import fresh_schema
+from tests.support.postgres import (
+    PG_URL,
+    drop_schema,
+    fresh_schema,
+    require_postgres,
+    schema_url,
+)
 
 SKIP = DuplicatePolicy.SKIP
 
@@ -81,8 +89,9 @@ async def test_refuses_a_newer_schema(url: str) -> None:
 async def test_unreachable_server_is_unavailable() -> None:
     # Port 1 on loopback: nothing listens there.
     store = PostgresStore("postgresql://root@127.0.0.1:1/none", connect_timeout=2)
-    with pytest.raises(StoreUnavailable):
+    with pytest.raises(StoreUnavailable) as caught:
         await store.open()
+    assert not isinstance(caught.value, StoreBroken)  # it may come back by itself
     assert not await store.ping()
     with pytest.raises(StoreUnavailable):
         await store.get_metric(code=CODE)
@@ -171,3 +180,45 @@ async def test_metric_changed_through_one_replica_is_followed_by_the_others(url:
                 (("x",), 1, Decimal(3)),
                 (("y",), 1, Decimal(4)),
             ]
+
+
+async def test_a_missing_search_path_schema_is_created() -> None:
+    await require_postgres()
+    name = f"tg_new_{uuid.uuid4().hex[:12]}"
+    try:
+        async with opened(schema_url(name)) as (store,):
+            await store.put_metric(metric())
+            assert (await store.get_metric(code=CODE)).code == CODE
+        conn = await asyncpg.connect(PG_URL)
+        try:
+            tables = await conn.fetchval(
+                "SELECT count(*) FROM pg_tables WHERE schemaname = $1", name
+            )
+        finally:
+            await conn.close()
+        assert tables > 0
+    finally:
+        await drop_schema(name)
+
+
+async def test_a_schema_that_cannot_be_created_is_a_clear_error() -> None:
+    await require_postgres()
+    # The pg_ prefix is reserved for the system: no role may create such a schema.
+    name = f"pg_tallygate_{uuid.uuid4().hex[:8]}"
+    store = PostgresStore(schema_url(name))
+    with pytest.raises(StoreBroken, match=f"the schema {name} .* cannot be created") as caught:
+        await store.open()
+    assert "CREATE SCHEMA" in str(caught.value)  # what to do
+    assert not await store.ping()
+
+
+async def test_a_refused_login_is_broken_not_a_crash() -> None:
+    await require_postgres()
+    parts = urlsplit(PG_URL)
+    url = urlunsplit(
+        parts._replace(
+            netloc=f"tg_no_such_role_{uuid.uuid4().hex[:8]}@{parts.hostname}:{parts.port or 5432}"
+        )
+    )
+    with pytest.raises(StoreBroken, match="postgresql refused"):
+        await PostgresStore(url, connect_timeout=5).open()
