@@ -47,7 +47,10 @@ def one_line_failures(send: Send) -> Send:
         if message.get("type") == "lifespan.startup.failed":
             failure = _startup_failure(sys.exc_info()[1])
             if failure is not None:
-                message = {**message, "message": f"tallygate: {failure}"}
+                # A driver's message may span lines (PostgreSQL's DETAIL and HINT).
+                parts = (part.strip() for part in str(failure).splitlines())
+                line = "; ".join(part for part in parts if part)
+                message = {**message, "message": f"tallygate: {line}"}
         await send(message)
 
     return sending
