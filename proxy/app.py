@@ -41,7 +41,14 @@ from proxy.upstream_client import UpstreamClient
 from proxy.upstream_tls import ssl_contexts
 from proxy.upstream_transport import UpstreamTransport
 
-__all__ = ["create_app", "describe_store", "is_postgres", "open_store", "sqlite_path"]
+__all__ = [
+    "create_app",
+    "describe_store",
+    "is_postgres",
+    "open_checked",
+    "open_store",
+    "sqlite_path",
+]
 
 log = logging.getLogger("tallygate")
 
@@ -84,8 +91,9 @@ def open_store(settings: Settings) -> Store:
     )
 
 
-async def _open(store: Store, url: str) -> None:
-    """Open the store; StartupFailed with one line when it cannot be opened."""
+async def open_checked(store: Store, url: str) -> None:
+    """Open the store (``url`` is where it is); StartupFailed, one line saying what is wrong
+    and what to do, when it cannot be opened."""
     try:
         await store.open()
     except StoreUnavailable as exc:
@@ -155,7 +163,7 @@ def create_app(
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         _warn_unconfigured(settings)
         store = open_store(settings)
-        await _open(store, settings.store.url)
+        await open_checked(store, settings.store.url)
         writer = EventWriter(store, max_pending=settings.store.max_pending_events)
         try:
             await writer.start()

@@ -8,9 +8,10 @@ import sys
 from config import Settings
 from metering.errors import NotFound
 from metering.ports import Store
-from proxy.app import is_postgres, open_store, sqlite_path
+from proxy.app import is_postgres, open_checked, open_store, sqlite_path
 from proxy.auth import KeyAuthenticator
 from proxy.key_admin import issue_key
+from proxy.startup import StartupFailed
 from proxy.state import system_clock
 
 __all__ = ["run"]
@@ -26,7 +27,11 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 2
     store = open_store(settings)
-    await store.open()
+    try:
+        await open_checked(store, url)
+    except StartupFailed as exc:
+        print(f"tallygate: {exc}", file=sys.stderr)
+        return 2
     try:
         if args.keys_command == "create":
             return await _create(args, settings, store)

@@ -20,7 +20,15 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
 class StartupFailed(Exception):
-    """The gateway cannot start for a reason its message states with what to do about it."""
+    """The gateway cannot start for a reason its message states with what to do about it.
+
+    The message is kept to one line: a driver's may span several (PostgreSQL's DETAIL and
+    HINT), which are joined with ``; ``.
+    """
+
+    def __init__(self, message: str) -> None:
+        parts = (part.strip() for part in message.splitlines())
+        super().__init__("; ".join(part for part in parts if part))
 
 
 def _startup_failure(exc: BaseException | None) -> StartupFailed | None:
@@ -47,10 +55,7 @@ def one_line_failures(send: Send) -> Send:
         if message.get("type") == "lifespan.startup.failed":
             failure = _startup_failure(sys.exc_info()[1])
             if failure is not None:
-                # A driver's message may span lines (PostgreSQL's DETAIL and HINT).
-                parts = (part.strip() for part in str(failure).splitlines())
-                line = "; ".join(part for part in parts if part)
-                message = {**message, "message": f"tallygate: {line}"}
+                message = {**message, "message": f"tallygate: {failure}"}
         await send(message)
 
     return sending

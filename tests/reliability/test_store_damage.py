@@ -150,6 +150,22 @@ def test_a_write_ahead_log_without_its_database_stops_the_start(
     assert not gateway.db.exists()  # no empty database was made beside the orphan log
 
 
+def test_key_commands_on_a_damaged_file_say_so_in_one_line(
+    tmp_path: Path, simulator: SimulatorServer
+) -> None:
+    gateway = served_gateway(tmp_path, simulator.base_url)
+    gateway.create_key()
+    garbage_header(gateway.db)
+    done = subprocess.run(
+        [TALLYGATE, "--config", str(gateway.config), "keys", "list"],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=60,
+    )
+    assert_one_line(done, "tallygate: cannot open the store", "is damaged")
+
+
 async def test_with_the_check_off_damage_found_by_a_write_takes_the_gateway_out_of_service(
     tmp_path: Path, simulator: SimulatorServer
 ) -> None:
