@@ -35,30 +35,12 @@ from tests.reliability.support import (
     until,
 )
 from tests.support.postgres import PG_URL, require_postgres, schema_url
+from tests.support.sqlite_files import overwrite, root_page
 
 pytestmark = pytest.mark.slow
 
 #: What the log says once when a running gateway finds its store broken.
 BROKEN_LINE = "usage store broken"
-
-
-def page_of(db: Path, name: str) -> tuple[int, int]:
-    """(byte offset, size) of the root page of table or index ``name``."""
-    conn = sqlite3.connect(db)
-    try:
-        (page,) = conn.execute(
-            "SELECT rootpage FROM sqlite_master WHERE name = ?", (name,)
-        ).fetchone()
-        (size,) = conn.execute("PRAGMA page_size").fetchone()
-    finally:
-        conn.close()
-    return (page - 1) * size, size
-
-
-def overwrite(db: Path, offset: int, data: bytes) -> None:
-    with db.open("r+b") as file:
-        file.seek(offset)
-        file.write(data)
 
 
 def garbage_header(db: Path) -> None:
@@ -75,7 +57,7 @@ def garbage_file(db: Path) -> None:
 
 def page_only_writes_touch(db: Path) -> None:
     """The idempotency index of events: every usage write goes through it, reads never do."""
-    offset, size = page_of(db, "sqlite_autoindex_events_1")
+    offset, size = root_page(db, "sqlite_autoindex_events_1")
     overwrite(db, offset, os.urandom(size))
 
 
@@ -229,7 +211,7 @@ def replace(db: Path) -> None:
 
 def damage_the_keys(db: Path) -> None:
     """The keys' table (read when a key is first seen), overwritten under the process."""
-    offset, size = page_of(db, "api_keys")
+    offset, size = root_page(db, "api_keys")
     overwrite(db, offset, os.urandom(size))
 
 

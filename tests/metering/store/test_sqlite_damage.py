@@ -16,6 +16,7 @@ from metering.ports import EventBatch
 from metering.store.sqlite import SQLiteStore
 from metering.store.sqlite_connection import classify
 from tests.metering.store.builders import CODE, at, customer, event, metric
+from tests.support.sqlite_files import overwrite, root_page
 
 
 @pytest.fixture
@@ -37,25 +38,6 @@ async def filled(db: Path) -> None:
         await store.write_batches(batch(*(f"t{i}" for i in range(50))))
     finally:
         await store.close()
-
-
-def root_page(db: Path, name: str) -> tuple[int, int]:
-    """(byte offset, size) of the root page of table or index ``name``."""
-    conn = sqlite3.connect(db)
-    try:
-        (page,) = conn.execute(
-            "SELECT rootpage FROM sqlite_master WHERE name = ?", (name,)
-        ).fetchone()
-        (size,) = conn.execute("PRAGMA page_size").fetchone()
-    finally:
-        conn.close()
-    return (page - 1) * size, size
-
-
-def overwrite(db: Path, offset: int, data: bytes) -> None:
-    with db.open("r+b") as file:
-        file.seek(offset)
-        file.write(data)
 
 
 def truncate_half(db: Path) -> None:
