@@ -106,7 +106,7 @@ async def open_checked(store: Store, url: str) -> None:
         if not isinstance(exc, StoreBroken):
             # Unreachable or locked: nothing in the message says what to do yet.
             line += (
-                "; check that it is reachable and not locked by another program, then start again"
+                "; check that it is reachable (and not locked by another program), then start again"
             )
         raise StartupFailed(line) from exc
 

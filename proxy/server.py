@@ -108,8 +108,8 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
             f"tallygate: cannot listen on {bind_host}:{bind_port}: {exc.strerror}", file=sys.stderr
         )
         return 2
-    server = GatewayServer(config)
     with sock:
-        server.run(sockets=[sock])
-    # Not started: the lifespan failed (uvicorn has logged why, one line for StartupFailed).
-    return 0 if server.started else 1
+        # A failed start-up (the lifespan raised) exits from here with uvicorn's status 3,
+        # after its log line (one line for proxy.startup.StartupFailed).
+        GatewayServer(config).run(sockets=[sock])
+    return 0
