@@ -16,6 +16,7 @@ __all__ = [
     "MeteringError",
     "NotAllowed",
     "NotFound",
+    "RecordRefused",
     "StoreBroken",
     "StoreUnavailable",
     "ValidationFailed",
@@ -85,3 +86,15 @@ class StoreBroken(StoreUnavailable):
     no schema). The message says what is wrong and what to do. Retrying does not help; the
     callers' answer is the same as for :class:`StoreUnavailable`.
     """
+
+
+class RecordRefused(MeteringError):
+    """The store refused a batch for a value it cannot hold (a NUL in text, a number beyond its
+    numeric type, an unencodable string). Retrying will not help; other batches are unaffected.
+
+    ``reason`` is the store's complaint as its driver worded it.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)

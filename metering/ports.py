@@ -67,6 +67,8 @@ class EventBatch(msgspec.Struct, frozen=True, kw_only=True):
 
     events: tuple[Event, ...]
     policy: DuplicatePolicy = DuplicatePolicy.REJECT
+    #: The id of the request that produced the batch, named when the batch cannot be stored.
+    origin: str | None = None
 
 
 class BatchResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -203,7 +205,8 @@ class Store(Protocol):
         """Store several batches in ONE transaction (group commit), each batch atomically.
 
         Returns one result per batch, in order. When this returns, every stored event is
-        durable. Raises StoreUnavailable if the store cannot write at all.
+        durable. Raises StoreUnavailable if the store cannot write at all, RecordRefused if a
+        batch holds a value the store cannot hold; either way nothing of the group is written.
         """
 
     async def get_event(

@@ -10,32 +10,59 @@ with :class:`~metering.errors.StoreUnavailable` (the gateway answers 503 + Retry
 ``max_pending`` events wait or while the store is failing. Usage that exists (a request that
 was admitted and produced tokens) is never dropped: a write that fails with StoreUnavailable
 (locked, full, I/O) is retried with backoff until the store recovers, and the callers wait.
-Only at shutdown does the writer give up, after ``stop_retries`` more attempts. Any other
-error fails that group's callers and the task carries on.
+
+One bad batch fails alone: a group whose write fails with any other error (the store refused a
+value, :class:`~metering.errors.RecordRefused`) is split in halves, each written on its own,
+down to the batch that fails by itself; only its caller gets the error. Bisection rather than
+batch by batch: one bad batch among ``n`` costs about ``2 log2 n`` extra transactions instead
+of ``n``, and bad batches are rare (ingestion refuses the values it knows a store cannot hold).
+
+At shutdown, :meth:`EventWriter.give_up_after` sets a deadline: retries stop there, a write
+still running then is abandoned, and past it a batch gets one short attempt (none while the
+store is known to be failing). Every batch the writer could not write (refused, or given up
+at shutdown) is handed to ``on_unwritten`` once, so that it is reported, never silently lost.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import types
 from collections import deque
-from collections.abc import Coroutine, Generator
-from typing import Any, NamedTuple, cast
+from collections.abc import Callable, Coroutine, Generator, Sequence
+from typing import Any, cast
 
 from metering.errors import StoreBroken, StoreUnavailable
 from metering.ports import BatchResult, EventBatch, Store
 
-__all__ = ["EventWriter"]
+__all__ = ["EventWriter", "UnwrittenHook"]
+
+#: Told of each batch the writer could not write, with the error its caller got.
+UnwrittenHook = Callable[[EventBatch, BaseException], None]
 
 
-class _Pending(NamedTuple):
-    batch: EventBatch
-    done: asyncio.Future[BatchResult]
+class _Pending:
+    """One submitted batch, its caller's future, and where the writer is with it."""
+
+    __slots__ = ("batch", "detached", "done", "settled")
+
+    def __init__(self, batch: EventBatch, done: asyncio.Future[BatchResult]) -> None:
+        self.batch = batch
+        self.done = done
+        self.settled = False  # result or error handed over (and counted out of pending)
+        self.detached = False  # its write goes on in a task the writer no longer awaits
+
+
+def _ignore(batch: EventBatch, error: BaseException) -> None:
+    """The default ``on_unwritten``: the callers' errors are the only report."""
 
 
 class EventWriter:
-    """Group-commit writer over a :class:`~metering.ports.Store` (see the module docstring)."""
+    """Group-commit writer over a :class:`~metering.ports.Store` (see the module docstring).
+
+    ``last_attempt_seconds`` bounds a write attempted at or past the shutdown deadline.
+    """
 
     def __init__(
         self,
@@ -43,14 +70,16 @@ class EventWriter:
         *,
         max_batch_events: int = 2000,
         max_pending: int = 10000,
-        stop_retries: int = 10,
+        on_unwritten: UnwrittenHook = _ignore,
+        last_attempt_seconds: float = 1.0,
     ) -> None:
         if max_batch_events < 1 or max_pending < 1:
             raise ValueError("max_batch_events and max_pending must be >= 1")
         self._store = store
         self._max_batch_events = max_batch_events
         self._max_pending = max_pending
-        self._stop_retries = stop_retries
+        self._on_unwritten = on_unwritten
+        self._last_attempt = last_attempt_seconds
         self._stalled = False  # the last write failed with StoreUnavailable and is being retried
         self._queue: deque[_Pending] = deque()
         self._pending_events = 0  # queued + being written: what memory holds, uncommitted
@@ -60,6 +89,8 @@ class EventWriter:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._deadline: float | None = None  # the loop's time at which retries end
+        self._known: asyncio.Future[None] | None = None  # resolved once a deadline is set
 
     @property
     def pending_events(self) -> int:
@@ -92,10 +123,30 @@ class EventWriter:
         self._loop = asyncio.get_running_loop()
         self._task = self._loop.create_task(self._run(), name="tallygate-event-writer")
 
-    async def stop(self) -> None:
-        """Refuse new batches, commit everything queued, then end the task."""
+    def give_up_after(self, seconds: float) -> None:
+        """Stop retrying ``seconds`` from now (an earlier deadline already set stays).
+
+        From then on a failing or still running write is given up: its callers get
+        StoreUnavailable and ``on_unwritten`` hears of each batch. Later batches get one
+        attempt of at most ``last_attempt_seconds``, none while the store is failing.
+        """
+        deadline = asyncio.get_running_loop().time() + max(0.0, seconds)
+        if self._deadline is None or deadline < self._deadline:
+            self._deadline = deadline
+        known, self._known = self._known, None
+        if known is not None and not known.done():
+            known.set_result(None)
+
+    async def stop(self, *, give_up_after: float | None = None) -> None:
+        """Refuse new batches, commit everything queued, then end the task.
+
+        With ``give_up_after`` (seconds), what is still unwritten then is given up (see
+        :meth:`give_up_after`); without, a failing store is waited for as while running.
+        """
         if self._task is None:
             return
+        if give_up_after is not None:
+            self.give_up_after(give_up_after)
         self._stopping = True
         self._wake()
         await self._task
@@ -107,11 +158,16 @@ class EventWriter:
         full or the store is failing. ``admitted=True`` is for usage of work that already
         passed :meth:`admit` (tokens produced upstream): it is always queued while the writer
         runs, so admission, not submission, bounds the queue. Raises StoreUnavailable when the
-        writer is not running or gave up at shutdown. Cancelling the caller does not withdraw
-        the batch: usage already produced is still written.
+        writer is not running or gave up at shutdown (an admitted batch is then reported),
+        and whatever the store raised for this batch alone (RecordRefused: a value it cannot
+        hold). Cancelling the caller does not withdraw the batch: usage already produced is
+        still written.
         """
         if self._task is None or self._stopping:
-            raise StoreUnavailable("event writer is not running")
+            refused = StoreUnavailable("event writer is not running")
+            if admitted:
+                self._report(batch, refused)
+            raise refused
         size = len(batch.events)
         if not admitted:
             self.admit()
@@ -154,97 +210,158 @@ class EventWriter:
                     self._idle = self._loop.create_future()
                     await self._idle
                     continue
-                await self._commit(self._take_group())
+                group = self._take_group()
+                try:
+                    await self._commit(group)
+                except asyncio.CancelledError:
+                    # Halves of a split not written yet; a detached write settles its own.
+                    stopped = StoreUnavailable("event writer stopped")
+                    for pending in group:
+                        if not pending.detached:
+                            self._fail(pending, stopped)
+                    raise
         finally:
             # Only reached early if the task is cancelled: nobody is left to write the queue.
             self._stopping = True
             while self._queue:
-                pending = self._queue.popleft()
-                self._pending_events -= len(pending.batch.events)
-                if not pending.done.done():
-                    pending.done.set_exception(StoreUnavailable("event writer stopped"))
+                self._fail(self._queue.popleft(), StoreUnavailable("event writer stopped"))
 
-    async def _commit(self, group: list[_Pending]) -> None:
-        batches = [p.batch for p in group]
+    def _deadline_known(self) -> asyncio.Future[None]:
+        """A future that :meth:`give_up_after` resolves (a write waits on it, unbounded until
+        then: a store that hangs rather than fails is cut once shutdown sets a deadline)."""
+        if self._known is None:
+            assert self._loop is not None
+            self._known = self._loop.create_future()
+        return self._known
+
+    def _remaining(self) -> float | None:
+        """Seconds until the shutdown deadline (negative past it); None without one."""
+        if self._deadline is None:
+            return None
+        assert self._loop is not None
+        return self._deadline - self._loop.time()
+
+    async def _commit(self, group: Sequence[_Pending]) -> None:
+        """Write ``group``: retry while the store is unavailable, split on any other error."""
         failures = 0
+        last: Exception | None = None
         while True:
-            # The write's first step runs here, in this task: a store that commits without
-            # suspending (SQLite's small writes on the loop's thread, the memory store) then
-            # costs no task and no loop turns. A write that suspends goes on in a task.
-            write = self._store.write_batches(batches)
-            try:
-                suspended_on = write.send(None)
-            except StopIteration as done:
+            remaining = self._remaining()
+            if remaining is not None and remaining <= 0 and self._stalled:
+                self._give_up(group, _past_deadline(last or "the store was still failing"))
+                return
+            outcome = await self._attempt(group)
+            if isinstance(outcome, list):
                 self._stalled = False
-                self._settle(group, done.value, None)
+                for pending, result in zip(group, outcome, strict=True):
+                    self._settle(pending, result)
                 return
-            except StoreUnavailable as exc:
-                error: BaseException = exc
-            except Exception as exc:  # noqa: BLE001 - any other failure is the group's callers'
-                self._settle(group, None, exc)
-                return
-            else:
-                error_or_none = await self._finish_in_task(group, _resume(write, suspended_on))
-                if error_or_none is None:
+            if not isinstance(outcome, StoreUnavailable):
+                if len(group) == 1:
+                    self._stalled = False  # it answered, if only to refuse this batch
+                    self._fail(group[0], outcome)
                     return
-                error = error_or_none
+                # Nothing of the group was written (one transaction): each half on its own, in
+                # order, so a batch still sees the ones before it as stored (duplicates).
+                half = len(group) // 2
+                await self._commit(group[:half])
+                await self._commit(group[half:])
+                return
             # The transaction rolled back: nothing of the group is written, so a retry is safe
             # (and the events' transaction ids make it idempotent anyway).
             failures += 1
-            if self._stopping and failures > self._stop_retries:
-                self._settle(group, None, error)
-                return
+            last = outcome
             self._stalled = True
-            try:
-                await asyncio.sleep(min(1.0, 0.05 * 2 ** min(failures, 5)))
-            except asyncio.CancelledError:
-                self._settle(group, None, error)
-                raise
+            remaining = self._remaining()
+            if remaining is not None and remaining <= 0:
+                self._give_up(group, _past_deadline(outcome))
+                return
+            pause = min(1.0, 0.05 * 2 ** min(failures, 5))
+            await asyncio.sleep(pause if remaining is None else min(pause, remaining))
 
-    async def _finish_in_task(
-        self, group: list[_Pending], write: Coroutine[Any, Any, list[BatchResult]]
-    ) -> StoreUnavailable | None:
-        """Let a suspended write finish in its own task; its StoreUnavailable (to retry) or
-        None once the group is settled."""
-        task = asyncio.ensure_future(write)
+    async def _attempt(self, group: Sequence[_Pending]) -> list[BatchResult] | Exception:
+        """One write of the group: its results, or the error it failed with (not raised)."""
+        # The write's first step runs here, in this task: a store that commits without
+        # suspending (SQLite's small writes on the loop's thread, the memory store) then
+        # costs no task and no loop turns. A write that suspends goes on in a task.
+        write = self._store.write_batches([pending.batch for pending in group])
         try:
-            # wait() never raises the write's own error: it is inspected below.
-            await asyncio.wait([task])
+            suspended_on = write.send(None)
+        except StopIteration as done:
+            return cast("list[BatchResult]", done.value)
+        except Exception as exc:  # noqa: BLE001 - _commit sorts it: retry, split or refuse
+            return exc
+        task = asyncio.ensure_future(_resume(write, suspended_on))
+        try:
+            while not task.done():
+                remaining = self._remaining()
+                if remaining is not None:
+                    # wait() never raises the write's own error: it is inspected below.
+                    await asyncio.wait([task], timeout=max(remaining, self._last_attempt))
+                    break
+                # No deadline yet: wait for the write, or for a deadline to bound it by.
+                known: asyncio.Future[Any] = self._deadline_known()
+                await asyncio.wait([task, known], return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
             # The write goes on: its outcome still settles the group.
+            for pending in group:
+                pending.detached = True
             task.add_done_callback(functools.partial(self._settle_from, group))
             raise
-        error = None if task.cancelled() else task.exception()
-        if isinstance(error, StoreUnavailable):
-            return error
-        self._stalled = False
-        self._settle_from(group, task)
-        return None
-
-    def _settle_from(self, group: list[_Pending], task: asyncio.Future[list[BatchResult]]) -> None:
+        if not task.done():
+            task.cancel()
+            return StoreUnavailable("the write was still running (it may have committed)")
         if task.cancelled():
-            self._settle(group, None, StoreUnavailable("event write cancelled"))
-        elif (error := task.exception()) is not None:
-            self._settle(group, None, error)
-        else:
-            self._settle(group, task.result(), None)
+            return StoreUnavailable("event write cancelled")
+        error = task.exception()
+        if error is not None:
+            return error if isinstance(error, Exception) else StoreUnavailable(repr(error))
+        return task.result()
 
-    def _settle(
-        self,
-        group: list[_Pending],
-        results: list[BatchResult] | None,
-        error: BaseException | None,
+    def _settle_from(
+        self, group: Sequence[_Pending], task: asyncio.Future[list[BatchResult]]
     ) -> None:
-        """Hand each caller its batch's result, or the error of the group's write."""
-        self._pending_events -= sum(len(p.batch.events) for p in group)
-        if results is None:
-            for pending in group:
-                if not pending.done.done():
-                    pending.done.set_exception(error or StoreUnavailable("event write failed"))
+        """Settle a detached write's group from its task (no retry, no split: the writer is
+        gone)."""
+        if task.cancelled():
+            self._give_up(group, StoreUnavailable("event write cancelled"))
+        elif (error := task.exception()) is not None:
+            self._give_up(group, error)
+        else:
+            for pending, result in zip(group, task.result(), strict=True):
+                self._settle(pending, result)
+
+    def _settle(self, pending: _Pending, result: BatchResult) -> None:
+        if pending.settled:
             return
-        for pending, result in zip(group, results, strict=True):
-            if not pending.done.done():
-                pending.done.set_result(result)
+        pending.settled = True
+        self._pending_events -= len(pending.batch.events)
+        if not pending.done.done():
+            pending.done.set_result(result)
+
+    def _give_up(self, group: Sequence[_Pending], error: BaseException) -> None:
+        for pending in group:
+            self._fail(pending, error)
+
+    def _fail(self, pending: _Pending, error: BaseException) -> None:
+        """Hand the caller ``error`` and report the batch (once)."""
+        if pending.settled:
+            return
+        pending.settled = True
+        self._pending_events -= len(pending.batch.events)
+        self._report(pending.batch, error)
+        if not pending.done.done():
+            pending.done.set_exception(error)
+
+    def _report(self, batch: EventBatch, error: BaseException) -> None:
+        # Whatever the hook does wrong must not end the task that every caller waits on.
+        with contextlib.suppress(Exception):
+            self._on_unwritten(batch, error)
+
+
+def _past_deadline(cause: Exception | str) -> StoreUnavailable:
+    """The error of a batch given up at the shutdown deadline, with the store's last word."""
+    return StoreUnavailable(f"given up at the shutdown deadline: {cause}")
 
 
 @types.coroutine

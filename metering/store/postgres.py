@@ -14,7 +14,8 @@ between replicas rests on the database, never on this process's memory:
 Connection failures, deadlocks, serialization failures, lack of resources and operator
 intervention surface as :class:`~metering.errors.StoreUnavailable`; a refused login (password,
 role, database) as :class:`~metering.errors.StoreBroken`, as does, at open, any other refusal
-of the server's (no schema and no right to create it...).
+of the server's (no schema and no right to create it...); an event batch with a value
+PostgreSQL cannot hold, as :class:`~metering.errors.RecordRefused`.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from metering.store import postgres_query, postgres_series
 from metering.store.postgres_dialect import PostgresDialect
 from metering.store.postgres_events import load_specs, rebuild_rollups, write_group
 from metering.store.postgres_schema import SPEC_LOCK, Conn, lock_sql, migrate
+from metering.store.refusal import VALUE_ERRORS, refused_on
 from metering.store.rollups import RollupSpec, changed_specs, spec_for
 from metering.store.sql_facade import SqlFacade
 
@@ -62,6 +64,14 @@ _UNAVAILABLE = (
 _REFUSED = (
     asyncpg.InvalidAuthorizationSpecificationError,  # includes invalid_password
     asyncpg.InvalidCatalogNameError,
+)
+
+#: A batch PostgreSQL cannot hold (class 22 data exceptions: NUL in text, numeric overflow;
+#: class 23: a constraint) or that cannot be encoded for it: that batch's fault.
+_NOT_STORABLE: tuple[type[Exception], ...] = (
+    asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
+    *VALUE_ERRORS,
 )
 
 
@@ -236,7 +246,12 @@ class PostgresStore(SqlFacade[Conn]):
     # -- events ------------------------------------------------------------------------------
     async def write_batches(self, batches: Sequence[EventBatch]) -> list[BatchResult]:
         """Store the batches in one transaction, each atomically, with their rollups."""
-        results, specs = await self._write(lambda conn: write_group(conn, batches, self._codec))
+
+        async def write(conn: Conn) -> tuple[list[BatchResult], dict[str, RollupSpec]]:
+            with refused_on(_NOT_STORABLE):  # inside the transaction: it rolls back
+                return await write_group(conn, batches, self._codec)
+
+        results, specs = await self._write(write)
         self._specs = specs
         return results
 

@@ -11,6 +11,8 @@ A file that cannot be trusted (damaged, unreadable, deleted or replaced under th
 :mod:`~metering.store.sqlite_health`) surfaces as :class:`~metering.errors.StoreBroken` and
 makes the store :meth:`~SQLiteStore.broken` for good: every later call refuses at once, and
 no commit is acknowledged unless the path still names the file it went to.
+An event batch with a value SQLite cannot hold surfaces as
+:class:`~metering.errors.RecordRefused` (:mod:`~metering.store.refusal`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from metering.ports import (
 from metering.store import sqlite_query, sqlite_series
 from metering.store.debounce import Debounced
 from metering.store.folding import GroupFolder
+from metering.store.refusal import VALUE_ERRORS, refused_on
 from metering.store.rollups import RollupKey, RollupSpec, rollup_deltas, spec_for
 from metering.store.sql_facade import SqlFacade
 from metering.store.sqlite_checkpoint import Checkpointer
@@ -69,6 +72,14 @@ T = TypeVar("T")
 #: Event writes up to this size run on the event loop's thread, insert only (``write_batches``).
 #: 128 rather than 32: at c=64 a group commit is ~128 events (bench/RESULTS.md).
 _WRITE_HERE_MAX_EVENTS = 128
+
+#: A batch SQLite cannot hold (``sqlite3.DataError``: a value too big; IntegrityError: a CHECK)
+#: or cannot even be encoded for it: that batch's fault, not the store's.
+_NOT_STORABLE: tuple[type[Exception], ...] = (
+    sqlite3.DataError,
+    sqlite3.IntegrityError,
+    *VALUE_ERRORS,
+)
 
 
 class SQLiteStore(SqlFacade[aiosqlite.Connection]):
@@ -327,7 +338,8 @@ class SQLiteStore(SqlFacade[aiosqlite.Connection]):
         (:mod:`sqlite_tail`). A larger one runs on the connection's thread and folds the tail
         along with its own events.
         """
-        params = stored_params(batches, self._codec)
+        with refused_on(_NOT_STORABLE):
+            params = stored_params(batches, self._codec)
 
         def insert(db: sqlite3.Connection) -> tuple[list[BatchResult], list[Event]]:
             results: list[BatchResult] = []
@@ -355,7 +367,7 @@ class SQLiteStore(SqlFacade[aiosqlite.Connection]):
             conn = self._writer
             if conn is None:
                 raise StoreUnavailable("sqlite store is not open")
-            with self._guarded():
+            with self._guarded(), refused_on(_NOT_STORABLE):
                 results = None
                 if sum(map(len, params)) <= _WRITE_HERE_MAX_EVENTS:
                     # The hand-over to the connection's thread would cost as much as this.

@@ -182,12 +182,12 @@ async def test_a_failed_transaction_is_retried_until_the_store_recovers(
     await writer.stop()
 
 
-async def test_stop_gives_up_on_a_dead_store_after_its_retries(sqlite: SQLiteStore) -> None:
+async def test_stop_gives_up_on_a_dead_store_at_its_deadline(sqlite: SQLiteStore) -> None:
     recording = RecordingStore(sqlite, fail_first=1000)
-    writer = await started(recording, stop_retries=2)
+    writer = await started(recording)
     doomed = asyncio.create_task(writer.submit(one("doomed"), admitted=True))
     await recording.entered.wait()
-    await writer.stop()
+    await writer.stop(give_up_after=0.3)
     with pytest.raises(StoreUnavailable, match="disk full"):
         await doomed
     assert await count(sqlite) == 0
