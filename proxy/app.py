@@ -36,6 +36,7 @@ from proxy.routes.usage import key_usage
 from proxy.startup import StartupFailed
 from proxy.state import Clock, Gateway, system_clock
 from proxy.tokens import TokenCounter
+from proxy.unwritten import report_unwritten
 from proxy.upstream import UpstreamRouter
 from proxy.upstream_client import UpstreamClient
 from proxy.upstream_tls import ssl_contexts
@@ -164,7 +165,9 @@ def create_app(
         _warn_unconfigured(settings)
         store = open_store(settings)
         await open_checked(store, settings.store.url)
-        writer = EventWriter(store, max_pending=settings.store.max_pending_events)
+        writer = EventWriter(
+            store, max_pending=settings.store.max_pending_events, on_unwritten=report_unwritten
+        )
         try:
             await writer.start()
             await ensure_default_catalog(store, settings, clock())

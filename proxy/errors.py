@@ -27,6 +27,7 @@ from metering.errors import (
     MeteringError,
     NotAllowed,
     NotFound,
+    RecordRefused,
     StoreBroken,
     StoreUnavailable,
     ValidationFailed,
@@ -164,6 +165,10 @@ def _metering_error(exc: MeteringError) -> tuple[int, str, Any, str, dict[str, s
     elif isinstance(exc, ValidationFailed | Conflict):
         status, code, details = 422, "validation_errors", dict(exc.issues)
         message = f"validation failed: {msgspec.json.encode(details).decode()}"
+    elif isinstance(exc, RecordRefused):
+        # The store cannot hold one of the values; the batch was refused, nothing of it stored.
+        status, code, details = 422, "validation_errors", {"event": ["value_not_storable"]}
+        message = "the usage store cannot hold a value of this event"
     elif isinstance(exc, NotAllowed):
         status, code, details, message = 405, exc.code, None, exc.code
     elif isinstance(exc, StoreBroken):

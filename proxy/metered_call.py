@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 
+from metering.errors import RecordRefused, StoreUnavailable
 from metering.models import ApiKey
 from metering.ports import DuplicatePolicy, EventBatch
 from proxy.ids import new_request_id
@@ -55,7 +56,8 @@ class MeteredCall:
         return headers
 
     async def record(self, usage: TokenUsage) -> None:
-        """Commit the usage as events; returns once they are durable.
+        """Commit the usage as events; returns once they are durable, or reported as unwritten
+        (a value the store refuses, or a store still failing at the shutdown deadline).
 
         A client that disconnects while this runs cancels the request, not the write (the
         writer keeps what was submitted), so generated tokens are billed even when nobody
@@ -72,11 +74,16 @@ class MeteredCall:
         )
         if not events:
             return
-        # No task or shield around this: submit queues the batch before its first await, and
-        # a cancelled caller does not withdraw it.
-        await self.gateway.writer.submit(
-            EventBatch(events=events, policy=DuplicatePolicy.SKIP), admitted=True
-        )
+        batch = EventBatch(events=events, policy=DuplicatePolicy.SKIP, origin=self.request_id)
+        try:
+            # No task or shield around this: submit queues the batch before its first await,
+            # and a cancelled caller does not withdraw it.
+            await self.gateway.writer.submit(batch, admitted=True)
+        except (RecordRefused, StoreUnavailable):
+            # Refused by the store (a bug of ours: the client is not to blame), or given up at
+            # shutdown. The writer has logged the batch with this request's id and its events;
+            # the client keeps the answer its tokens were spent on.
+            return
 
     async def estimate(self, completion_texts: list[str]) -> TokenUsage:
         """The tiktoken fallback when the upstream reported no usage (flagged as estimated).

@@ -2,7 +2,8 @@
 
 Ingestion goes through the gateway's group-commit writer with ``DuplicatePolicy.REJECT``: the
 storage constraint on (``external_subscription_id``, ``transaction_id``) decides duplicates,
-never a read before the write.
+never a read before the write. A request the store cannot hold a value of is refused alone
+(422), and logged under the request's id (the response's ``x-request-id``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from metering.ports import DuplicatePolicy, EventBatch
 from proxy.errors import GatewayError
 from proxy.lago.common import gateway_of, read_root
 from proxy.lago.event_json import EventIds, encode_event, encode_events
+from proxy.request_id import request_id_of
 
 __all__ = ["ROUTES"]
 
@@ -47,7 +49,10 @@ async def create_event(request: Request[Any, Any, Any]) -> Response[bytes]:
     raw = await read_root(request, "event")
     gateway = gateway_of(request)
     event = build_event(raw, id=_IDS.take(1)[0], now=gateway.clock())
-    result = await gateway.writer.submit(EventBatch(events=(event,), policy=DuplicatePolicy.REJECT))
+    batch = EventBatch(
+        events=(event,), policy=DuplicatePolicy.REJECT, origin=request_id_of(request.scope)
+    )
+    result = await gateway.writer.submit(batch)
     if not result.stored:
         raise Conflict(_DUPLICATE)
     return _json(encode_event(event))
@@ -82,7 +87,10 @@ async def create_batch(request: Request[Any, Any, Any]) -> Response[bytes]:
         raw = _batch_root(body)
         count = min(len(raw), MAX_BATCH_EVENTS) if isinstance(raw, list) else 0
         events = build_events(raw, ids=_IDS.take(count), now=now)
-    result = await gateway.writer.submit(EventBatch(events=events, policy=DuplicatePolicy.REJECT))
+    batch = EventBatch(
+        events=events, policy=DuplicatePolicy.REJECT, origin=request_id_of(request.scope)
+    )
+    result = await gateway.writer.submit(batch)
     if not result.stored:
         issues = {str(index): _DUPLICATE for index in result.duplicates}
         raise Conflict(issues or {"events": ["value_already_exist"]})
