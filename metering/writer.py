@@ -81,6 +81,7 @@ class EventWriter:
         self._on_unwritten = on_unwritten
         self._last_attempt = last_attempt_seconds
         self._stalled = False  # the last write failed with StoreUnavailable and is being retried
+        self._last_failure: StoreUnavailable | None = None  # the store's latest complaint
         self._queue: deque[_Pending] = deque()
         self._pending_events = 0  # queued + being written: what memory holds, uncommitted
         # While the task waits for work: the future submit() resolves to wake it. A bare
@@ -248,7 +249,7 @@ class EventWriter:
         while True:
             remaining = self._remaining()
             if remaining is not None and remaining <= 0 and self._stalled:
-                self._give_up(group, _past_deadline(last or "the store was still failing"))
+                self._give_up(group, _past_deadline(last or self._last_failure or "it failed"))
                 return
             outcome = await self._attempt(group)
             if isinstance(outcome, list):
@@ -270,7 +271,7 @@ class EventWriter:
             # The transaction rolled back: nothing of the group is written, so a retry is safe
             # (and the events' transaction ids make it idempotent anyway).
             failures += 1
-            last = outcome
+            last = self._last_failure = outcome
             self._stalled = True
             remaining = self._remaining()
             if remaining is not None and remaining <= 0:
@@ -309,7 +310,8 @@ class EventWriter:
             task.add_done_callback(functools.partial(self._settle_from, group))
             raise
         if not task.done():
-            task.cancel()
+            task.cancel()  # its end is of no interest now: whatever it raises is dropped
+            task.add_done_callback(_drop_outcome)
             return StoreUnavailable("the write was still running (it may have committed)")
         if task.cancelled():
             return StoreUnavailable("event write cancelled")
@@ -357,6 +359,11 @@ class EventWriter:
         # Whatever the hook does wrong must not end the task that every caller waits on.
         with contextlib.suppress(Exception):
             self._on_unwritten(batch, error)
+
+
+def _drop_outcome(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: asyncio does not log it as never retrieved
 
 
 def _past_deadline(cause: Exception | str) -> StoreUnavailable:

@@ -36,7 +36,7 @@ from proxy.routes.usage import key_usage
 from proxy.startup import StartupFailed
 from proxy.state import Clock, Gateway, system_clock
 from proxy.tokens import TokenCounter
-from proxy.unwritten import report_unwritten
+from proxy.unwritten import UnwrittenReport
 from proxy.upstream import UpstreamRouter
 from proxy.upstream_client import UpstreamClient
 from proxy.upstream_tls import ssl_contexts
@@ -165,8 +165,9 @@ def create_app(
         _warn_unconfigured(settings)
         store = open_store(settings)
         await open_checked(store, settings.store.url)
+        unwritten = UnwrittenReport()
         writer = EventWriter(
-            store, max_pending=settings.store.max_pending_events, on_unwritten=report_unwritten
+            store, max_pending=settings.store.max_pending_events, on_unwritten=unwritten
         )
         try:
             await writer.start()
@@ -191,13 +192,16 @@ def create_app(
                 try:
                     yield
                 finally:
+                    gateway.begin_shutdown()
                     # Metering of cancelled streams still running: finish before the writer.
                     await gateway.drain_background()
             finally:
                 await http.aclose()
         finally:
-            # The writer drains its queue before the store closes: no accepted usage is lost.
-            await writer.stop()
+            # The writer drains its queue before the store closes: no accepted usage is lost,
+            # unless the store still fails at the deadline: then each batch is reported.
+            await writer.stop(give_up_after=settings.server.shutdown_grace_seconds)
+            unwritten.summarize()
             await store.close()
 
     # The proxied endpoints are served in front of Litestar (proxy.hot_path), the rest by it.

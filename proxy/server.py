@@ -13,11 +13,13 @@ from collections.abc import Iterator
 from types import FrameType
 
 import uvicorn
+from litestar import Litestar
 
 from config import Settings
 from proxy.app import create_app, describe_store, is_postgres, sqlite_path
 from proxy.background import bind_socket
 from proxy.http_protocol import CoalescingHttpToolsProtocol
+from proxy.state import Gateway
 
 __all__ = ["GatewayServer", "serve"]
 
@@ -30,6 +32,15 @@ class GatewayServer(uvicorn.Server):
     die by the signal (status -2/-15) even after draining cleanly; supervisors then report a
     crash. A second SIGINT still forces an immediate exit, as in uvicorn.
     """
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's shutdown, with the gateway told first: writes of usage to a failing store
+        then end within the same grace as the requests in flight, not in a grace after it."""
+        app = self.config.app
+        gateway = app.state.get("gateway") if isinstance(app, Litestar) else None
+        if isinstance(gateway, Gateway):  # absent if start-up failed
+            gateway.begin_shutdown()
+        await super().shutdown(sockets)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         """uvicorn's start-up (the app's lifespan, the listening sockets), then ``gc.freeze()``.

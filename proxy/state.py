@@ -26,6 +26,9 @@ log = logging.getLogger("tallygate")
 #: At shutdown, how long to wait for cancelled streams to reach their metering.
 _STREAMS_DRAIN_SECONDS = 10.0
 
+#: At shutdown, the time left between the writer giving up and the server cutting requests.
+_ANSWER_SECONDS = 1.0
+
 #: Where every "now" of the gateway comes from (tests pass a fixed clock).
 Clock = Callable[[], datetime]
 
@@ -57,6 +60,18 @@ class Gateway:
     #: Streams being relayed (each meters in its own ``finally``, also when cancelled).
     open_streams: int = 0
     streams_closed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def begin_shutdown(self) -> None:
+        """The process is asked to exit: writes of usage are retried until just before the
+        shutdown grace ends, no longer; what is unwritten then is given up and reported.
+
+        ``tallygate serve`` calls this when the signal arrives, so the writer's grace and the
+        in-flight requests' grace are the same one; the lifespan calls it again at shutdown
+        (an earlier deadline stays). The writer gives up a moment before the server cuts the
+        requests that still run, so those waiting on their usage can answer first.
+        """
+        grace = float(self.settings.server.shutdown_grace_seconds)
+        self.writer.give_up_after(grace - min(_ANSWER_SECONDS, grace / 2))
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` to completion independently of the calling request's cancellation."""

@@ -20,29 +20,50 @@ from metering.models import Event
 from metering.ports import EventBatch
 from metering.store.codec import to_micros
 
-__all__ = ["report_unwritten"]
+__all__ = ["UnwrittenReport"]
 
 log = logging.getLogger("tallygate")
 
 
-def report_unwritten(batch: EventBatch, error: BaseException) -> None:
-    """Log ``batch`` as not stored, with why (``error``), its request and its events."""
-    if isinstance(error, RecordRefused):
-        why = f"the store refused a value: {error.reason}"
-    elif isinstance(error, MeteringError):
-        why = str(error)
-    else:
-        why = f"{type(error).__name__}: {error}"
-    subscriptions = sorted({event.external_subscription_id for event in batch.events})
-    log.error(
-        "usage not stored (%s): request %s, %d event(s) of subscription %s; events: %s",
-        " ".join(why.split()),  # one line, whatever the driver's message holds
-        batch.origin or "unknown",
-        len(batch.events),
-        _text(", ".join(subscriptions)),
-        # Decimal properties as numeric text (Lago reads both); NUL and surrogates escaped.
-        json.dumps({"events": [_lago_input(event) for event in batch.events]}, default=str),
-    )
+class UnwrittenReport:
+    """The writer's ``on_unwritten`` hook: one line per batch, and a count for the summary
+    that :meth:`summarize` logs when the process stops."""
+
+    def __init__(self) -> None:
+        self.batches = 0
+        self.events = 0
+
+    def __call__(self, batch: EventBatch, error: BaseException) -> None:
+        """Log ``batch`` as not stored, with why (``error``), its request and its events."""
+        self.batches += 1
+        self.events += len(batch.events)
+        if isinstance(error, RecordRefused):
+            why = f"the store refused a value: {error.reason}"
+        elif isinstance(error, MeteringError):
+            why = str(error)
+        else:
+            why = f"{type(error).__name__}: {error}"
+        subscriptions = sorted({event.external_subscription_id for event in batch.events})
+        log.error(
+            "usage not stored (%s): request %s, %d event(s) of subscription %s; events: %s",
+            " ".join(why.split()),  # one line, whatever the driver's message holds
+            batch.origin or "unknown",
+            len(batch.events),
+            _text(", ".join(subscriptions)),
+            # Decimal properties as numeric text (Lago reads both); NUL and surrogates escaped.
+            json.dumps({"events": [_lago_input(event) for event in batch.events]}, default=str),
+        )
+
+    def summarize(self) -> None:
+        """At exit: how much was not stored since start, if anything (the lines above say
+        what)."""
+        if self.batches:
+            log.error(
+                "%d usage event(s) of %d request(s) were not stored; each request's events are "
+                "in a 'usage not stored' line above (replay: POST /api/v1/events/batch)",
+                self.events,
+                self.batches,
+            )
 
 
 def _lago_input(event: Event) -> dict[str, Any]:

@@ -20,6 +20,7 @@ PostgreSQL cannot hold, as :class:`~metering.errors.RecordRefused`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TypeVar
@@ -102,7 +103,8 @@ class PostgresStore(SqlFacade[Conn]):
 
     ``dsn`` is a ``postgresql://`` URL (asyncpg passes unknown query parameters, such as
     ``search_path``, on as server settings). ``rollup_extra_keys`` as for the SQLite store.
-    ``max_connections`` bounds the pool.
+    ``max_connections`` bounds the pool; ``close_timeout`` how long :meth:`close` waits for
+    busy connections.
     """
 
     def __init__(
@@ -112,11 +114,13 @@ class PostgresStore(SqlFacade[Conn]):
         rollup_extra_keys: Sequence[str] = (),
         max_connections: int = 10,
         connect_timeout: float = 10.0,
+        close_timeout: float = 2.0,
     ) -> None:
         self._dsn = dsn
         self._extra_keys = tuple(rollup_extra_keys)
         self._max_connections = max_connections
         self._connect_timeout = connect_timeout
+        self._close_timeout = close_timeout
         super().__init__(PostgresDialect())
         self._pool: asyncpg.Pool | None = None
         # code -> spec of its rollups as last seen; a hint for reads, checked by each read.
@@ -163,10 +167,13 @@ class PostgresStore(SqlFacade[Conn]):
         self._specs = wanted
 
     async def close(self) -> None:
-        """Close the pool (idempotent)."""
+        """Close the pool (idempotent); connections still busy after ``close_timeout`` seconds
+        are cut (a query on a dead network path never returns: shutdown must not wait)."""
         pool, self._pool = self._pool, None
         if pool is not None:
-            await pool.close()
+            # asyncpg's advice: a timeout around close(), which terminates the pool when cut.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(pool.close(), self._close_timeout)
 
     def broken(self) -> str | None:
         """Never known ahead of a call: the server's failures are each call's
