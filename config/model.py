@@ -30,6 +30,8 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     key_cache_seconds: float = 5.0
     #: On SIGTERM/SIGINT, how long in-flight requests (streams) may run before they are cut;
     #: their usage is metered either way, then the event queue drains and the process exits 0.
+    #: Writes to a store that still fails are given up a second before it ends: each request's
+    #: unwritten usage is logged as "usage not stored" with its events, never waited on forever.
     shutdown_grace_seconds: int = 30
     #: The request line and headers of one request together: past this, 431 and the
     #: connection is closed (before authentication, so it bounds what any client can make the
