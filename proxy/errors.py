@@ -32,7 +32,7 @@ from metering.errors import (
     StoreUnavailable,
     ValidationFailed,
 )
-from proxy.ids import new_request_id
+from proxy.request_id import request_id_of
 
 __all__ = [
     "LAGO_PREFIX",
@@ -258,7 +258,8 @@ def _logging_5xx(handler: _Handler) -> _Handler:
         response = handler(request, exc)
         status = response.status_code or 200  # always set by _json
         if status >= 500:
-            request_id = new_request_id()
+            # The id the request already has, if a route asked for it (and logged under it).
+            request_id = request_id_of(request.scope)
             response.headers["x-request-id"] = request_id
             log_server_error(status, request.method, request.url.path, request_id, exc)
         return response
