@@ -334,11 +334,7 @@ class EventWriter:
                 self._settle(pending, result)
 
     def _settle(self, pending: _Pending, result: BatchResult) -> None:
-        if pending.settled:
-            return
-        pending.settled = True
-        self._pending_events -= len(pending.batch.events)
-        if not pending.done.done():
+        if self._count_out(pending) and not pending.done.done():
             pending.done.set_result(result)
 
     def _give_up(self, group: Sequence[_Pending], error: BaseException) -> None:
@@ -347,13 +343,19 @@ class EventWriter:
 
     def _fail(self, pending: _Pending, error: BaseException) -> None:
         """Hand the caller ``error`` and report the batch (once)."""
-        if pending.settled:
+        if not self._count_out(pending):
             return
-        pending.settled = True
-        self._pending_events -= len(pending.batch.events)
         self._report(pending.batch, error)
         if not pending.done.done():
             pending.done.set_exception(error)
+
+    def _count_out(self, pending: _Pending) -> bool:
+        """Mark ``pending`` settled and no longer pending; False if it already was."""
+        if pending.settled:
+            return False
+        pending.settled = True
+        self._pending_events -= len(pending.batch.events)
+        return True
 
     def _report(self, batch: EventBatch, error: BaseException) -> None:
         # Whatever the hook does wrong must not end the task that every caller waits on.

@@ -6,8 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from metering.writer import EventWriter
 from tests.metering.store.builders import CODE, SUB, at, event
 from tests.metering.test_writer import RecordingStore, count
 from tests.support.postgres import fresh_schema
+from tests.support.sqlite import write_lock
 
 GOOD = 150
 
@@ -138,18 +138,6 @@ async def test_after_a_refusal_the_writer_admits_and_writes_on(real: tuple[Store
     await writer.stop()
 
 
-@contextlib.contextmanager
-def locked(db: Path) -> Iterator[None]:
-    """SQLite's write lock held by another connection, as another process would."""
-    conn = sqlite3.connect(db, isolation_level=None)
-    try:
-        conn.execute("BEGIN EXCLUSIVE")
-        yield
-        conn.execute("ROLLBACK")
-    finally:
-        conn.close()
-
-
 async def test_a_write_that_hangs_is_given_up_at_the_deadline_and_reported(
     tmp_path: Path,
 ) -> None:
@@ -160,7 +148,7 @@ async def test_a_write_that_hangs_is_given_up_at_the_deadline_and_reported(
     writer = EventWriter(store, on_unwritten=reports, last_attempt_seconds=0.2)
     await writer.start()
     try:
-        with locked(tmp_path / "w.db"):
+        with write_lock(tmp_path / "w.db"):
             waiting = asyncio.create_task(writer.submit(request_batch(1), admitted=True))
             await asyncio.sleep(0.2)  # the write is under way, waiting on the lock
             assert not waiting.done()
@@ -186,7 +174,7 @@ async def test_a_failing_store_is_given_up_at_the_deadline_whole_queue_reported(
     writer = EventWriter(store, on_unwritten=reports, max_batch_events=4)
     await writer.start()
     try:
-        with locked(tmp_path / "w.db"):
+        with write_lock(tmp_path / "w.db"):
             waiting = [
                 asyncio.create_task(writer.submit(request_batch(n), admitted=True))
                 for n in range(10)

@@ -10,11 +10,9 @@ through a loopback relay that the test cuts (the shared server itself is never t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
 import signal
-import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +34,7 @@ from tests.reliability.support import (
 )
 from tests.support.postgres import PG_URL, create_schema, drop_schema, schema_url
 from tests.support.relay import relay_to
+from tests.support.sqlite import write_lock
 
 pytestmark = pytest.mark.slow
 
@@ -127,18 +126,6 @@ async def _replay(gateway: ServedGateway, reported: dict[str, tuple[str, dict[st
         for _, body in reported.values():
             replayed = await admin.post("/api/v1/events/batch", json=body)
             assert replayed.status_code == 200, replayed.text
-
-
-@contextlib.contextmanager
-def write_lock(db: Path) -> Iterator[None]:
-    """SQLite's write lock, held by another connection (as another process would)."""
-    conn = sqlite3.connect(db, isolation_level=None)
-    try:
-        conn.execute("BEGIN EXCLUSIVE")
-        yield
-        conn.execute("ROLLBACK")
-    finally:
-        conn.close()
 
 
 async def _not_ready(gateway: ServedGateway) -> bool:

@@ -6,10 +6,7 @@ the gateway recovers by itself."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
-import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -18,20 +15,9 @@ import pytest
 from proxy.simulator import SimulatorServer
 from tests.reliability.clients import Seen, chat, metered_matches
 from tests.reliability.support import served_gateway, until, usage_by_request
+from tests.support.sqlite import write_lock
 
 pytestmark = pytest.mark.slow
-
-
-@contextlib.contextmanager
-def write_lock(db: Path) -> Iterator[None]:
-    """Hold SQLite's exclusive lock on the file from a second connection."""
-    conn = sqlite3.connect(db, isolation_level=None)
-    try:
-        conn.execute("BEGIN EXCLUSIVE")
-        yield
-        conn.execute("ROLLBACK")
-    finally:
-        conn.close()
 
 
 async def ready(client: httpx.AsyncClient) -> bool:
