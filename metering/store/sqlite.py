@@ -180,9 +180,10 @@ class SQLiteStore(SqlFacade[aiosqlite.Connection]):
         tail, self._tail = self._tail, None
         if tail is not None:
             await tail.stop()
-            # Not needed for exactness (readers count the tail), only to leave it short.
+            # Not needed for exactness (readers count the tail), only to leave it short: so
+            # not worth waiting for another process's lock (a shutdown must end in its grace).
             with contextlib.suppress(StoreUnavailable):
-                await self.fold()
+                await self.fold(wait=False)
         writer, reader, checkpointer = self._writer, self._reader, self._checkpointer
         self._writer = self._reader = self._checkpointer = None
         if checkpointer is not None:
@@ -384,13 +385,19 @@ class SQLiteStore(SqlFacade[aiosqlite.Connection]):
             self._wrote()
             return results
 
-    async def fold(self) -> None:
-        """Fold the rollup tail now (the background task does this after small writes)."""
+    async def fold(self, *, wait: bool = True) -> None:
+        """Fold the rollup tail now (the background task does this after small writes).
+
+        ``wait=False``: StoreUnavailable at once if another connection holds the lock, rather
+        than after the busy timeout (for :meth:`close`, which leaves the connection after).
+        """
         async with self._write_lock:
             conn = self._writer
             if conn is None:
                 raise StoreUnavailable("sqlite store is not open")
             with self._guarded():
+                if not wait:
+                    await conn.execute("PRAGMA busy_timeout = 0")
                 await transaction_in_thread(conn, self._fold_all)
             self._wrote()
 
