@@ -2,8 +2,9 @@
 
 Ingestion goes through the gateway's group-commit writer with ``DuplicatePolicy.REJECT``: the
 storage constraint on (``external_subscription_id``, ``transaction_id``) decides duplicates,
-never a read before the write. A request the store cannot hold a value of is refused alone
-(422), and logged under the request's id (the response's ``x-request-id``).
+never a read before the write. Events with a value the store cannot hold are refused alone
+(422, other requests' events in the same group commit are written) and logged under the
+request's id (the response's ``x-request-id``).
 """
 
 from __future__ import annotations
