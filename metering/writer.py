@@ -17,6 +17,10 @@ down to the batch that fails by itself; only its caller gets the error. Bisectio
 batch by batch: one bad batch among ``n`` costs about ``2 log2 n`` extra transactions instead
 of ``n``, and bad batches are rare (ingestion refuses the values it knows a store cannot hold).
 
+A store that reports itself broken (:meth:`~metering.ports.Store.broken`: its file damaged,
+deleted or replaced) is not retried: no retry can succeed until an operator acts, so the group
+is given up at once, like at the shutdown deadline below.
+
 At shutdown, :meth:`EventWriter.give_up_after` sets a deadline: retries stop there, a write
 still running then is abandoned, and past it a batch gets one short attempt (none while the
 store is known to be failing). Every batch the writer could not write (refused, or given up
@@ -267,6 +271,13 @@ class EventWriter:
                 half = len(group) // 2
                 await self._commit(group[:half])
                 await self._commit(group[half:])
+                return
+            if self._store.broken() is not None:
+                # Damaged, deleted or replaced under us: no retry can succeed until an operator
+                # repairs it, so the callers are answered now and the batches reported (with
+                # their events, for a replay) instead of held until shutdown.
+                self._stalled = True
+                self._give_up(group, outcome)
                 return
             # The transaction rolled back: nothing of the group is written, so a retry is safe
             # (and the events' transaction ids make it idempotent anyway).

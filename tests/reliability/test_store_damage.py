@@ -10,7 +10,6 @@ answers 503, and the log says why once.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import signal
@@ -163,17 +162,23 @@ async def test_with_the_check_off_damage_found_by_a_write_takes_the_gateway_out_
     try:
         async with httpx.AsyncClient(base_url=gateway.url, timeout=60) as client:
             assert (await client.get("/readyz")).status_code == 200  # reads do not meet it
-            # Too late for this one: the damage shows when its usage is written (the writer
-            # holds that usage and retries; what it then answers is the writer's to decide).
-            first = asyncio.create_task(chat(client, key, stream=False))
+            # Too late for this one: the damage shows when its usage is written. A broken
+            # store is not retried: the client keeps the answer its tokens were spent on, and
+            # its usage is reported as not stored, with its events for a replay.
+            first = await chat(client, key, stream=False)
+            assert first.status == 200
+            assert first.complete
             await until(lambda: not_ready(client))
             assert simulator.control.stats()["total_requests"] == 1
             await assert_refused_before_upstream(client, key, simulator)
-            first.cancel()
     finally:
         gateway.stop()
     log = gateway.log()
     assert log.count(BROKEN_LINE) == 1, log
+    unwritten = [line for line in log.splitlines() if "usage not stored (" in line]
+    assert len(unwritten) == 1, log
+    assert f"request {first.request_id}" in unwritten[0]
+    assert f"{first.request_id}:input" in unwritten[0]  # its events, ready to replay
 
 
 async def not_ready(client: httpx.AsyncClient) -> bool:
