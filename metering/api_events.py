@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 
 from metering.errors import ValidationFailed
+from metering.event_limits import number_issue, property_issues, text_issue
 from metering.models import Event
 
 __all__ = [
@@ -101,12 +102,23 @@ def _identifier(value: Any) -> str | None:
     return None
 
 
+def _check_identifier(issues: dict[str, list[str]], field: str, text: str | None) -> None:
+    """Record why a store could not hold the identifier ``text`` (if it could not)."""
+    if text is not None:
+        issue = text_issue(text)
+        if issue is not None:
+            issues[field] = [issue]
+
+
 def _amount_text(value: Any) -> str | None:
-    """``precise_total_amount_cents`` as decimal text, ``None`` when absent; ValueError if bad."""
+    """``precise_total_amount_cents`` as decimal text, ``None`` when absent; ValueError if bad,
+    OverflowError if outside the numeric domain."""
     if value is None:
         return None
     if isinstance(value, bool):
         raise ValueError("not a number")
+    if number_issue(value) == "value_is_out_of_range":
+        raise OverflowError("outside the numeric domain")
     if isinstance(value, int | Decimal):
         return format(Decimal(value), "f")
     if isinstance(value, float):
@@ -125,13 +137,16 @@ def _parse(raw: Any, *, id: str, now: datetime) -> tuple[Event | None, dict[str,
     transaction_id = _identifier(raw.get("transaction_id"))
     if transaction_id is None:
         issues["transaction_id"] = ["value_is_mandatory"]
+    _check_identifier(issues, "transaction_id", transaction_id)
     code = _identifier(raw.get("code"))
     if code is None:
         issues["code"] = ["value_is_mandatory"]
+    _check_identifier(issues, "code", code)
     subscription = raw.get("external_subscription_id")
     subscription_id = None if subscription is None else _identifier(subscription)
     if subscription is not None and subscription_id is None:
         issues["external_subscription_id"] = ["value_is_invalid"]
+    _check_identifier(issues, "external_subscription_id", subscription_id)
     timestamp = now
     try:
         timestamp = parse_timestamp(raw.get("timestamp"), received_at=now)
@@ -144,9 +159,13 @@ def _parse(raw: Any, *, id: str, now: datetime) -> tuple[Event | None, dict[str,
         and not isinstance(properties, Mapping)
     ):
         issues["properties"] = ["value_is_invalid"]
+    elif properties:
+        issues.update(property_issues(properties))
     amount = None
     try:
         amount = _amount_text(raw.get("precise_total_amount_cents"))
+    except OverflowError:
+        issues["precise_total_amount_cents"] = ["value_is_out_of_range"]
     except ValueError:
         issues["precise_total_amount_cents"] = ["value_is_invalid"]
     if issues:
@@ -207,9 +226,10 @@ def _plain(item: EventInput, id: str, now: datetime) -> Event | None:
     """The record of an input in the shape clients send, or ``None`` to take :func:`_parse`.
 
     The common case only (text identifiers, a dict or no properties, no amount, a timestamp
-    that is absent, an int or a JSON fraction): the same record as :func:`_parse` at a
-    fraction of its cost, since the batch API runs this for every event. Anything else,
-    valid or not, goes the general way, which alone decides what is an issue.
+    that is absent, an int or a JSON fraction, everything a store can hold): the same record
+    as :func:`_parse` at a fraction of its cost, since the batch API runs this for every
+    event. Anything else, valid or not, goes the general way, which alone decides what is an
+    issue.
     """
     transaction_id = item.transaction_id
     code = item.code
@@ -225,11 +245,13 @@ def _plain(item: EventInput, id: str, now: datetime) -> Event | None:
         return None
     if subscription is None:
         subscription = ""
-    elif type(subscription) is not str or not subscription.strip():
+    elif type(subscription) is not str or not subscription.strip() or text_issue(subscription):
+        return None
+    if text_issue(transaction_id) or text_issue(code):
         return None
     if properties is None:
         properties = {}
-    elif type(properties) is not dict:
+    elif type(properties) is not dict or property_issues(properties):
         return None
     value = item.timestamp
     kind = type(value)

@@ -7,6 +7,7 @@ and read back as ``Decimal`` so their text survives a round trip exactly (``1.10
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol, TypeVar
@@ -14,6 +15,7 @@ from typing import Any, Protocol, TypeVar
 import msgspec
 
 from metering.models import Event
+from metering.values import json_int
 
 __all__ = [
     "EventRow",
@@ -22,6 +24,7 @@ __all__ = [
     "event_from_row",
     "event_row",
     "from_micros",
+    "lenient_properties",
     "to_micros",
 ]
 
@@ -70,8 +73,27 @@ class JsonCodec:
         return result
 
     def decode_properties(self, data: bytes | str) -> dict[str, Any]:
-        """An event's properties dict from its stored JSON."""
-        return self._properties.decode(data)
+        """An event's properties dict from its stored JSON.
+
+        Text this code never writes (an older version's, or another writer's) is read, never
+        refused: ``NaN`` and ``Infinity`` become text, integers too long for msgspec become
+        Decimals, and text that is not a JSON object reads as no properties (the event still
+        counts as an event). Values outside the numeric domain are skipped by the readers.
+        """
+        try:
+            return self._properties.decode(data)
+        except msgspec.DecodeError:
+            return lenient_properties(data)
+
+
+def lenient_properties(data: bytes | str) -> dict[str, Any]:
+    """Stored properties msgspec refused, read by the standard library's parser
+    (see :meth:`JsonCodec.decode_properties`)."""
+    try:
+        value = json.loads(data, parse_float=Decimal, parse_int=json_int, parse_constant=str)
+    except (ValueError, RecursionError):  # not JSON at all, or nested past the parser
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 #: An event as both adapters store it: (transaction_id, external_subscription_id, code,

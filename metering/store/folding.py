@@ -2,18 +2,35 @@
 
 Both adapters fold with this, so raw scans, rollup rows and the memory fake agree to the last
 digit: sums run in a decimal context wide enough that addition never rounds.
+
+A rollup row's numbers are read through :func:`rollup_number`: one that no version of this
+code could have written from values of the numeric domain (``NaN``, text that is not a
+decimal, a sum of values outside the domain written by an older version) raises
+:class:`UnreadableRollup`, and the reader answers from the raw events instead, where such a
+value is skipped (``metering.values``): exact for every other event, never a failed read.
 """
 
 from __future__ import annotations
 
 import decimal
+import re
 from collections.abc import Hashable, Iterator
 from decimal import Decimal
 from typing import Generic, TypeVar
 
 from metering.ports import GroupAggregate
+from metering.values import MAX_PLACES, SUM_LIMIT
 
-__all__ = ["Fold", "GroupFolder", "Number", "exact_context", "group_results", "group_sort_key"]
+__all__ = [
+    "Fold",
+    "GroupFolder",
+    "Number",
+    "UnreadableRollup",
+    "exact_context",
+    "group_results",
+    "group_sort_key",
+    "rollup_number",
+]
 
 K = TypeVar("K", bound=Hashable)
 
@@ -26,6 +43,36 @@ def exact_context() -> decimal.Context:
 #: A folded number: an ``int`` while every value added was an int (token counts are, and int
 #: addition is several times cheaper than Decimal's), a ``Decimal`` once any was not.
 Number = int | Decimal
+
+# The text of a decimal as str(Decimal) writes it (what the SQLite rollups store).
+_DECIMAL_TEXT = re.compile(r"-?\d+(\.\d+)?(E[+-]?\d+)?")
+
+
+class UnreadableRollup(Exception):
+    """A rollup row holds a number that no sum of domain values can be: read raw instead."""
+
+
+def rollup_number(value: object, limit: int = SUM_LIMIT) -> Number:
+    """A rollup total (or, with ``limit`` = ``VALUE_LIMIT``, a maximum) as stored: an int, a
+    Decimal, or decimal text. Raises :class:`UnreadableRollup` for anything else: not a
+    finite decimal, not smaller than ``limit`` in magnitude, or more than ``MAX_PLACES``
+    places."""
+    if type(value) is int:
+        if -limit < value < limit:
+            return value
+        raise UnreadableRollup(value)
+    if type(value) is str and len(value) < 200 and _DECIMAL_TEXT.fullmatch(value):
+        number = Decimal(value)
+    elif type(value) is Decimal:
+        number = value
+    else:
+        raise UnreadableRollup(repr(value)[:100])
+    if not number.is_finite() or not -limit < number < limit:
+        raise UnreadableRollup(str(number)[:100])
+    exponent = number.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -MAX_PLACES:
+        raise UnreadableRollup(str(number)[:100])
+    return number
 
 
 class Fold:

@@ -69,9 +69,12 @@ ORDER BY 1, 2, 3, 4, 5
 ON CONFLICT (code, external_subscription_id, grain, bucket, dims) DO UPDATE SET
   events = r.events + excluded.events,
   numeric_events = r.numeric_events + excluded.numeric_events,
-  total = r.total + excluded.total,
+  total = CASE WHEN abs(r.total) < 1e40 THEN r.total + excluded.total ELSE 'NaN' END,
   maximum = GREATEST(r.maximum, excluded.maximum)
 """
+# 1e40 is metering.values.SUM_LIMIT: a total no sum of domain values reaches (an older
+# version's, or NaN) is never added to (that could overflow NUMERIC and fail the commit) but
+# kept NaN, which readers answer from raw events (folding.rollup_number).
 
 _EVENT_FIELDS = ("t", "s", "c", "ts", "cr", "i", "p", "a")
 _ROLLUP_FIELDS = ("c", "s", "g", "b", "d", "e", "ne", "t", "m")

@@ -15,7 +15,7 @@ import msgspec
 
 from metering.ports import AggregateQuery, GroupAggregate
 from metering.store.codec import JsonCodec
-from metering.store.folding import GroupFolder, group_results
+from metering.store.folding import GroupFolder, UnreadableRollup, group_results, rollup_number
 from metering.store.postgres_schema import Conn
 from metering.store.rollups import (
     DimsProjection,
@@ -28,6 +28,7 @@ from metering.store.rollups import (
 )
 from metering.store.scan import scan_groups
 from metering.store.sql_reads import MIN_TS, bounds
+from metering.values import VALUE_LIMIT
 
 __all__ = ["Aggregated", "aggregate", "split_arrays"]
 
@@ -101,13 +102,20 @@ async def aggregate(
     if spec is None or split is None:
         return Aggregated(await _raw(conn, query, low, high, codec), spec, stale=False)
     sub, code = query.external_subscription_id, query.code
-    rows = await conn.fetch(_SPLIT, sub, code, *split_arrays(split))
+    try:
+        rows = await conn.fetch(_SPLIT, sub, code, *split_arrays(split))
+    except asyncpg.NumericValueOutOfRangeError:  # rollup numbers no domain sum reaches
+        return Aggregated(await _raw(conn, query, low, high, codec), spec, stale=False)
     recorded = [decode_spec(row[2], row[1]) for row in rows if row[0] == 2]
     if recorded != [spec]:
         # Another replica rebuilt the rollups under another spec: read raw this time.
         groups = await _raw(conn, query, low, high, codec)
         return Aggregated(groups, recorded[0] if recorded else None, stale=True)
-    return Aggregated(_fold_split(rows, query, spec, codec), spec, stale=False)
+    try:
+        groups = _fold_split(rows, query, spec, codec)
+    except UnreadableRollup:  # NaN, infinity, or a sum of values outside the domain
+        groups = await _raw(conn, query, low, high, codec)
+    return Aggregated(groups, spec, stale=False)
 
 
 def _fold_split(
@@ -120,7 +128,13 @@ def _fold_split(
         if kind == 0:
             group = project(text)
             if with_numbers:
-                folder.add_partial(group, events, numeric_events, total, maximum)
+                folder.add_partial(
+                    group,
+                    events,
+                    numeric_events,
+                    rollup_number(total),
+                    None if maximum is None else rollup_number(maximum, VALUE_LIMIT),
+                )
             else:
                 folder.add_partial(group, events, 0, Decimal(0), None)
         elif kind == 1:

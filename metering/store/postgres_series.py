@@ -15,7 +15,7 @@ import msgspec
 
 from metering.ports import AggregateQuery, Window, WindowAggregate
 from metering.store.codec import JsonCodec
-from metering.store.folding import GroupFolder
+from metering.store.folding import GroupFolder, UnreadableRollup, rollup_number
 from metering.store.postgres_query import split_arrays
 from metering.store.postgres_schema import Conn
 from metering.store.rollups import (
@@ -29,6 +29,7 @@ from metering.store.rollups import (
 from metering.store.scan import scan_series
 from metering.store.series import SeriesKey, series_results, series_split, window_micros
 from metering.store.sql_reads import bounds
+from metering.values import VALUE_LIMIT
 
 __all__ = ["Series", "aggregate_series"]
 
@@ -84,13 +85,20 @@ async def aggregate_series(
         return Series(await _raw(conn, query, grain, low, high, codec), spec, stale=False)
     split = series_split(None if query.from_ts is None else low, high, grain)
     sub, code = query.external_subscription_id, query.code
-    rows = await conn.fetch(_SPLIT, sub, code, *split_arrays(split))
+    try:
+        rows = await conn.fetch(_SPLIT, sub, code, *split_arrays(split))
+    except asyncpg.NumericValueOutOfRangeError:  # rollup numbers no domain sum reaches
+        return Series(await _raw(conn, query, grain, low, high, codec), spec, stale=False)
     recorded = [decode_spec(row[3], row[2]) for row in rows if row[0] == 2]
     if recorded != [spec]:
         # Another replica rebuilt the rollups under another spec: read raw this time.
         windows = await _raw(conn, query, grain, low, high, codec)
         return Series(windows, recorded[0] if recorded else None, stale=True)
-    return Series(_fold(rows, query, spec, grain, codec), spec, stale=False)
+    try:
+        windows = _fold(rows, query, spec, grain, codec)
+    except UnreadableRollup:  # NaN, infinity, or a sum of values outside the domain
+        windows = await _raw(conn, query, grain, low, high, codec)
+    return Series(windows, spec, stale=False)
 
 
 def _fold(
@@ -108,7 +116,13 @@ def _fold(
             group = project(text)
             key = (bucket_start(moment, grain), group)
             if with_numbers:
-                folder.add_partial(key, events, numeric_events, total, maximum)
+                folder.add_partial(
+                    key,
+                    events,
+                    numeric_events,
+                    rollup_number(total),
+                    None if maximum is None else rollup_number(maximum, VALUE_LIMIT),
+                )
             else:
                 folder.add_partial(key, events, 0, Decimal(0), None)
         elif kind == 1:

@@ -23,7 +23,7 @@ from metering.models import BillableMetric, Event
 from metering.ports import AggregateQuery
 from metering.store.codec import to_micros
 from metering.store.folding import GroupFolder, Number
-from metering.values import numeric_value, property_text
+from metering.values import VALUE_LIMIT, numeric_value, property_text
 
 __all__ = [
     "DAY_US",
@@ -164,12 +164,13 @@ def event_value(properties: Mapping[str, Any], field_name: str | None) -> Number
     """The event's numeric field value under Lago's rule, ``None`` if it does not qualify.
 
     A JSON integer stays an ``int`` (bool is not one): exact, and the cheap case of folding.
+    A value outside the numeric domain (stored by an older version) does not qualify.
     """
     if field_name is None:
         return None
     value = properties.get(field_name)
     if type(value) is int:
-        return value
+        return value if -VALUE_LIMIT < value < VALUE_LIMIT else None
     return numeric_value(value)
 
 

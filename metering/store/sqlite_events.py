@@ -17,10 +17,18 @@ import msgspec
 from metering.models import Event
 from metering.ports import BatchResult, DuplicatePolicy, EventBatch
 from metering.store.codec import EventRow, JsonCodec, event_row
-from metering.store.folding import GroupFolder, Number, exact_context
+from metering.store.folding import (
+    GroupFolder,
+    Number,
+    UnreadableRollup,
+    exact_context,
+    rollup_number,
+)
 from metering.store.rollups import RollupKey, RollupSpec, add_to_rollups, coarser
+from metering.values import VALUE_LIMIT
 
 __all__ = [
+    "UNREADABLE",
     "StoredDecimal",
     "add_rollups",
     "changed_specs",
@@ -69,6 +77,8 @@ ON CONFLICT (code, external_subscription_id, grain, bucket, dims) DO UPDATE SET
 
 #: A decimal as stored in a rollup column: INTEGER when small and whole, else TEXT.
 StoredDecimal = int | str
+#: What a rollup column holds once it absorbed a number it could not read (never a decimal).
+UNREADABLE = "NaN"
 
 
 def to_stored(value: Number) -> StoredDecimal:
@@ -77,7 +87,8 @@ def to_stored(value: Number) -> StoredDecimal:
         return value if -_SMALL < value < _SMALL else str(value)
     assert isinstance(value, Decimal)
     exponent = value.as_tuple().exponent
-    if exponent == 0 and abs(value) < _SMALL:
+    # A comparison, not abs(): abs() rounds in the thread's context and overflows there.
+    if exponent == 0 and -_SMALL < value < _SMALL:
         return int(value)
     return str(value)
 
@@ -89,15 +100,25 @@ def decimal_functions() -> tuple[
     """The ``decimal_add`` and ``decimal_max`` SQL functions over stored decimals, exact.
 
     Made per connection: they share one wide decimal context (contexts are mutable, so none
-    lives at module level).
+    lives at module level). A stored number that :func:`~metering.store.folding.rollup_number`
+    cannot read (written by an older version, or not by tallygate at all) never fails the
+    write: the row's value becomes :data:`UNREADABLE`, which readers answer from raw events.
     """
     ctx = exact_context()
 
     def decimal_add(left: StoredDecimal, right: StoredDecimal) -> StoredDecimal:
-        return to_stored(ctx.add(Decimal(left), Decimal(right)))
+        try:
+            return to_stored(ctx.add(rollup_number(left), rollup_number(right)))
+        except UnreadableRollup:
+            return UNREADABLE
 
     def decimal_max(left: StoredDecimal, right: StoredDecimal) -> StoredDecimal:
-        return right if Decimal(right) > Decimal(left) else left
+        try:
+            if rollup_number(right, VALUE_LIMIT) > rollup_number(left, VALUE_LIMIT):
+                return right
+        except UnreadableRollup:
+            return UNREADABLE
+        return left
 
     return decimal_add, decimal_max
 

@@ -5,14 +5,20 @@ from __future__ import annotations
 import decimal
 import sqlite3
 from collections.abc import Sequence
-from decimal import Decimal
 from typing import Any
 
 import aiosqlite
 
 from metering.ports import AggregateQuery, GroupAggregate
 from metering.store.codec import JsonCodec
-from metering.store.folding import GroupFolder, Number, exact_context, group_results
+from metering.store.folding import (
+    GroupFolder,
+    Number,
+    UnreadableRollup,
+    exact_context,
+    group_results,
+    rollup_number,
+)
 from metering.store.rollups import (
     HOUR_US,
     DimsProjection,
@@ -25,6 +31,7 @@ from metering.store.scan import scan_groups
 from metering.store.sql_reads import MIN_TS, bounds
 from metering.store.sqlite_events import decode_spec
 from metering.store.sqlite_tail import outside
+from metering.values import VALUE_LIMIT
 
 __all__ = ["aggregate"]
 
@@ -42,12 +49,14 @@ _RAW = (
 # SQLite folds each range per dims itself (a period of day rows is thousands of rows, and
 # Python would fold each): INTEGER totals and maxima with SUM/MAX, the exact TEXT ones (not
 # small whole numbers, see sqlite_events) passed through group_concat for Python to add.
+# Any other type (never written by tallygate) goes there too, so that Python sees it and
+# reads raw (folding.rollup_number) rather than leaving it out of the sum.
 # SUM raises "integer overflow" past int64; the statement is then re-run without grouping.
 _TOTALS = (
     "{agg}(CASE WHEN typeof(total) = 'integer' THEN total END), "
-    "{cat}(CASE WHEN typeof(total) = 'text' THEN total END{sep}), "
+    "{cat}(CASE WHEN typeof(total) != 'integer' THEN total END{sep}), "
     "{max}(CASE WHEN typeof(maximum) = 'integer' THEN maximum END), "
-    "{cat}(CASE WHEN typeof(maximum) = 'text' THEN maximum END{sep})"
+    "{cat}(CASE WHEN typeof(maximum) NOT IN ('integer', 'null') THEN maximum END{sep})"
 )
 _RANGE = (
     "FROM rollups WHERE code = ? AND external_subscription_id = ? AND grain = ? "
@@ -123,20 +132,30 @@ async def aggregate(
     if recorded != [spec]:
         # The rollups were rebuilt under another spec since the caller looked: read raw.
         return await _raw(conn, query, low, high, codec)
-    return _fold_split(rows, query, spec, split.raw, codec)
+    try:
+        return _fold_split(rows, query, spec, split.raw, codec)
+    except UnreadableRollup:
+        return await _raw(conn, query, low, high, codec)
 
 
-def _texts(ctx: decimal.Context, number: Number | None, texts: str | None) -> Number:
+def _pieces(texts: object) -> list[object]:
+    # group_concat's list (grouped statement) or the column itself (per-row statement).
+    if texts is None:
+        return []
+    return list(texts.split(" ")) if isinstance(texts, str) else [texts]
+
+
+def _texts(ctx: decimal.Context, number: Number | None, texts: object) -> Number:
     # An INTEGER column's SUM (None: no such row) plus the TEXT decimals group_concat listed.
     total = 0 if number is None else number
-    for text in texts.split(" ") if texts else ():
-        total = ctx.add(total, Decimal(text))
+    for text in _pieces(texts):
+        total = ctx.add(total, rollup_number(text))
     return total
 
 
-def _highest(number: int | None, texts: str | None) -> Number | None:
+def _highest(number: int | None, texts: object) -> Number | None:
     candidates: list[Number] = [] if number is None else [number]
-    candidates += [Decimal(text) for text in texts.split(" ")] if texts else []
+    candidates += [rollup_number(text, VALUE_LIMIT) for text in _pieces(texts)]
     return max(candidates) if candidates else None
 
 

@@ -9,14 +9,13 @@ the number of windows and groups, not with the number of events.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import Decimal
 from typing import Any
 
 import aiosqlite
 
 from metering.ports import AggregateQuery, Window, WindowAggregate
 from metering.store.codec import JsonCodec
-from metering.store.folding import GroupFolder
+from metering.store.folding import GroupFolder, UnreadableRollup, rollup_number
 from metering.store.rollups import (
     DimsProjection,
     RollupSpec,
@@ -29,6 +28,7 @@ from metering.store.series import SeriesKey, series_results, series_split, windo
 from metering.store.sql_reads import MIN_TS, bounds
 from metering.store.sqlite_events import decode_spec
 from metering.store.sqlite_tail import outside
+from metering.values import VALUE_LIMIT
 
 __all__ = ["aggregate_series"]
 
@@ -99,7 +99,10 @@ async def aggregate_series(
     if recorded != [spec]:
         # The rollups were rebuilt under another spec since the caller looked: read raw.
         return await _raw(conn, query, grain, low, high, codec)
-    return _fold(rows, query, spec, grain, tuple(split.raw), codec)
+    try:
+        return _fold(rows, query, spec, grain, tuple(split.raw), codec)
+    except UnreadableRollup:  # a number no version could have summed: the events decide
+        return await _raw(conn, query, grain, low, high, codec)
 
 
 def _fold(
@@ -119,13 +122,13 @@ def _fold(
             key = (bucket_start(moment, grain), group)
             if with_numbers:
                 # INTEGER columns come back as int and stay on the fold's int fast path;
-                # TEXT ones are exact decimals.
+                # TEXT ones are exact decimals (anything else: UnreadableRollup).
                 folder.add_partial(
                     key,
                     events,
                     numeric_events,
-                    total if type(total) is int else Decimal(total),
-                    maximum if maximum is None or type(maximum) is int else Decimal(maximum),
+                    total if type(total) is int else rollup_number(total),
+                    None if maximum is None else rollup_number(maximum, VALUE_LIMIT),
                 )
             else:
                 folder.add_partial(key, events, 0, 0, None)

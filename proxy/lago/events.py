@@ -9,6 +9,7 @@ request's id (the response's ``x-request-id``).
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -26,8 +27,9 @@ from metering.api_events import (
 )
 from metering.errors import Conflict
 from metering.ports import DuplicatePolicy, EventBatch
+from metering.values import json_int
 from proxy.errors import GatewayError
-from proxy.lago.common import gateway_of, read_root
+from proxy.lago.common import gateway_of
 from proxy.lago.event_json import EventIds, encode_event, encode_events
 from proxy.request_id import request_id_of
 
@@ -36,6 +38,45 @@ __all__ = ["ROUTES"]
 # Property values keep their text: 12.0 stays "12.0" (Lago compares values as text) and is
 # written back as the JSON number it was (proxy.lago.event_json).
 _DECODER = msgspec.json.Decoder(float_hook=Decimal)
+
+
+def _not_json(constant: str) -> None:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _decode(body: bytes) -> Any:
+    """The JSON document of a body; ``None`` when it is none.
+
+    msgspec refuses some valid JSON that a client may still send: escaped lone surrogates and
+    integers of thousands of digits. The standard library's parser reads those, so that
+    validation can say which field a store could not hold (Lago's 422) instead of a bare 400.
+    """
+    try:
+        return _DECODER.decode(body)
+    except msgspec.DecodeError:
+        pass
+    except RecursionError:  # nested past msgspec's bound: Lago's 400
+        return None
+    try:
+        return json.loads(body, parse_float=Decimal, parse_int=json_int, parse_constant=_not_json)
+    except (ValueError, RecursionError):  # not JSON (or nested past the parser): Lago's 400
+        return None
+
+
+def _bad_request(root: str) -> GatewayError:
+    return GatewayError(
+        "invalid_request", f"BadRequest: param is missing or the value is empty or invalid: {root}"
+    )
+
+
+def _root(body: bytes, root: str) -> Any:
+    """The value under ``root`` of a JSON object body; Lago's 400 when the body is not one."""
+    document = _decode(body) if body else None
+    if not isinstance(document, dict):
+        raise _bad_request(root)
+    return document.get(root)
+
+
 _IDS = EventIds()
 _DUPLICATE = {"transaction_id": ["value_already_exist"]}
 
@@ -47,7 +88,9 @@ def _json(body: bytes) -> Response[bytes]:
 @post("/events", status_code=200)
 async def create_event(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Ingest one event; a repeated (subscription, transaction id) is a 422."""
-    raw = await read_root(request, "event")
+    raw = _root(await request.body(), "event")
+    if not isinstance(raw, dict) or not raw:
+        raise _bad_request("event")
     gateway = gateway_of(request)
     event = build_event(raw, id=_IDS.take(1)[0], now=gateway.clock())
     batch = EventBatch(
@@ -57,20 +100,6 @@ async def create_event(request: Request[Any, Any, Any]) -> Response[bytes]:
     if not result.stored:
         raise Conflict(_DUPLICATE)
     return _json(encode_event(event))
-
-
-def _batch_root(body: bytes) -> Any:
-    """The ``events`` of a JSON object body; Lago's 400 when the body is not one."""
-    try:
-        document = _DECODER.decode(body) if body else None
-    except (msgspec.DecodeError, RecursionError):  # malformed, or nested past msgspec's bound
-        document = None
-    if not isinstance(document, dict):
-        raise GatewayError(
-            "invalid_request",
-            "BadRequest: param is missing or the value is empty or invalid: events",
-        )
-    return document.get("events")
 
 
 @post("/events/batch", status_code=200)
@@ -85,7 +114,7 @@ async def create_batch(request: Request[Any, Any, Any]) -> Response[bytes]:
         ids = _IDS.take(min(len(inputs), MAX_BATCH_EVENTS))
         events = build_decoded_events(inputs, ids=ids, now=now)
     else:
-        raw = _batch_root(body)
+        raw = _root(body, "events")
         count = min(len(raw), MAX_BATCH_EVENTS) if isinstance(raw, list) else 0
         events = build_events(raw, ids=_IDS.take(count), now=now)
     batch = EventBatch(
