@@ -109,6 +109,12 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             maximum NUMERIC,
             PRIMARY KEY (code, external_subscription_id, grain, bucket, dims))""",
     ),
+    # 2: values outside the numeric domain (metering.values) no longer count. Rollups an older
+    # version summed them into are rebuilt from the raw events at open (one pass, once).
+    (
+        "DELETE FROM rollups",
+        "DELETE FROM rollup_specs",
+    ),
 )
 
 #: The schema version this code writes and expects.

@@ -101,6 +101,13 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "INSERT OR REPLACE INTO rollup_state (id, folded_seq) "
         "SELECT 1, coalesce(max(seq), 0) FROM events",
     ),
+    # 4: values outside the numeric domain (metering.values) no longer count. Rollups an older
+    # version summed them into are rebuilt from the raw events at open, as in 2 (one pass,
+    # once); the tail is folded first, so folded_seq stays right.
+    (
+        "DELETE FROM rollups",
+        "DELETE FROM rollup_specs",
+    ),
 )
 
 #: The schema version this code writes and expects.
