@@ -161,10 +161,26 @@ def test_build_events_in_order() -> None:
 
 # Inputs as JSON decodes them (Decimal for fractions), usual and unusual: the batch path's
 # shortcut for the usual shape must agree with the general rules on every one of them.
-_numbers = st.integers(-(2**63), 2**63 - 1) | st.decimals(
-    allow_nan=False, allow_infinity=False, places=2
+_numbers = (
+    st.integers(-(2**63), 2**63 - 1)
+    | st.decimals(allow_nan=False, allow_infinity=False, places=2)
+    # At and beyond the numeric domain's edges (metering.values): a store cannot hold these.
+    | st.sampled_from(
+        [
+            10**20 - 1,
+            10**20,
+            -(10**25),
+            Decimal("1E+1000000"),
+            Decimal("-1E+400"),
+            Decimal("1E-400"),
+            Decimal("1E-20"),
+            Decimal("0.000000000000000000001"),
+        ]
+    )
 )
-_odd_ids = st.sampled_from([" ", "", None, True, 3, -1])
+# Text a store can and cannot hold (NUL, over-long); numeric text outside the domain.
+_odd_text = st.sampled_from(["a\x00b", "x" * 255, "x" * 256, "NaN", "-Infinity", "1e400", "7"])
+_odd_ids = st.sampled_from([" ", "", None, True, 3, -1, "a\x00b", "x" * 255, "x" * 256])
 _timestamps = st.one_of(
     st.none(),
     st.integers(-(10**12), 10**12),
@@ -173,7 +189,8 @@ _timestamps = st.one_of(
 )
 _properties = st.one_of(
     st.none(),
-    st.dictionaries(st.sampled_from(["a", "b"]), _numbers),
+    st.dictionaries(st.sampled_from(["a", "b", "x" * 256, "\x00"]), _numbers | _odd_text),
+    st.dictionaries(st.just("nested"), st.lists(_numbers | _odd_text, max_size=2)),
     st.just([1]),
 )
 _usual = st.fixed_dictionaries(
