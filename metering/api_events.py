@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 
 from metering.errors import ValidationFailed
-from metering.event_limits import number_issue, property_issues, text_issue
+from metering.event_limits import number_issue, plain_text, property_issues, text_issue
 from metering.models import Event
 
 __all__ = [
@@ -245,9 +245,9 @@ def _plain(item: EventInput, id: str, now: datetime) -> Event | None:
         return None
     if subscription is None:
         subscription = ""
-    elif type(subscription) is not str or not subscription.strip() or text_issue(subscription):
+    elif type(subscription) is not str or not subscription.strip() or not plain_text(subscription):
         return None
-    if text_issue(transaction_id) or text_issue(code):
+    if not plain_text(transaction_id) or not plain_text(code):
         return None
     if properties is None:
         properties = {}

@@ -27,9 +27,9 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from metering.errors import IssueMap, add_issue
-from metering.values import in_domain, property_text
+from metering.values import VALUE_LIMIT, in_domain, property_text
 
-__all__ = ["MAX_TEXT", "number_issue", "property_issues", "text_issue"]
+__all__ = ["MAX_TEXT", "number_issue", "plain_text", "property_issues", "text_issue"]
 
 #: The most characters an id, a property name or a property value's text may have.
 MAX_TEXT = 255
@@ -40,6 +40,10 @@ _OUT_OF_RANGE = "value_is_out_of_range"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # Text Decimal() might read as a number: worth the (costly when it fails) attempt.
 _MAYBE_NUMBER = re.compile(r"\s*[+-]?(?:\d|\.\d|inf|nan|snan)", re.IGNORECASE)
+# The ASCII characters such text can start with ("" is never a number); the words among it.
+_NUMBER_FIRST = frozenset("0123456789+-. \t\n\r\x0b\x0ciInNsS")
+_WORD_FIRST = frozenset("iInNsS")
+_NOT_FINITE = frozenset({"inf", "infinity", "nan", "snan"})
 
 
 def text_issue(text: str) -> str | None:
@@ -107,20 +111,45 @@ def _container_issue(value: Any) -> str | None:
     return _TOO_LONG if text is not None and len(text) > MAX_TEXT else None
 
 
+def _add_property_issue(issues: IssueMap, key: Any, value: Any) -> None:
+    if type(key) is not str:
+        add_issue(issues, "properties", _INVALID)
+        return
+    key_issue = text_issue(key)
+    if key_issue is not None:
+        if key_issue not in issues.get("properties", ()):
+            add_issue(issues, "properties", key_issue)
+        return
+    issue = _value_issue(value)
+    if issue is not None:
+        add_issue(issues, f"properties.{key}", issue)
+
+
+def plain_text(text: str) -> bool:
+    """Whether ``text`` is short ASCII without NUL: surely storable (``False``: ask
+    :func:`text_issue`). The batch API's fast path asks this of every id."""
+    return len(text) <= MAX_TEXT and text.isascii() and "\x00" not in text
+
+
 def property_issues(properties: Mapping[Any, Any]) -> IssueMap:
     """Every property a store could not hold: ``{"properties.<name>": [code]}`` per value,
     ``{"properties": [codes]}`` for names."""
     issues: IssueMap = {}
     for key, value in properties.items():
-        if type(key) is not str:
-            add_issue(issues, "properties", _INVALID)
-            continue
-        key_issue = text_issue(key)
-        if key_issue is not None:
-            if key_issue not in issues.get("properties", ()):
-                add_issue(issues, "properties", key_issue)
-            continue
-        issue = _value_issue(value)
-        if issue is not None:
-            add_issue(issues, f"properties.{key}", issue)
+        # The usual property (a short ASCII name, a short ASCII word or a small int) passes
+        # a few cheap tests: the batch API runs this for every property of every event.
+        if type(key) is str and len(key) <= MAX_TEXT and key.isascii() and "\x00" not in key:
+            kind = type(value)
+            if kind is str:
+                if len(value) <= MAX_TEXT and value.isascii() and "\x00" not in value:
+                    first = value[:1]
+                    if first not in _NUMBER_FIRST:
+                        continue
+                    # A word like "input": not NaN or infinity, nor NaN with a payload.
+                    word = value.rstrip().lower()  # Decimal() ignores trailing space
+                    if first in _WORD_FIRST and word not in _NOT_FINITE and not word[-1].isdigit():
+                        continue
+            elif kind is int and -VALUE_LIMIT < value < VALUE_LIMIT:
+                continue
+        _add_property_issue(issues, key, value)
     return issues

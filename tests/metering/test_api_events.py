@@ -179,7 +179,9 @@ _numbers = (
     )
 )
 # Text a store can and cannot hold (NUL, over-long); numeric text outside the domain.
-_odd_text = st.sampled_from(["a\x00b", "x" * 255, "x" * 256, "NaN", "-Infinity", "1e400", "7"])
+_odd_text = st.sampled_from(
+    ["a\x00b", "x" * 255, "x" * 256, "NaN", "-Infinity", "Inf ", "nan12", "input", "1e400", "7"]
+)
 _odd_ids = st.sampled_from([" ", "", None, True, 3, -1, "a\x00b", "x" * 255, "x" * 256])
 _timestamps = st.one_of(
     st.none(),
