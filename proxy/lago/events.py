@@ -25,7 +25,8 @@ from metering.api_events import (
     build_events,
     decode_batch,
 )
-from metering.errors import Conflict
+from metering.errors import Conflict, NotFound
+from metering.event_limits import text_issue
 from metering.ports import DuplicatePolicy, EventBatch
 from metering.values import json_int
 from proxy.errors import GatewayError
@@ -133,6 +134,10 @@ async def show_event(
 ) -> Response[bytes]:
     """The event by transaction id (``?external_subscription_id=`` narrows it)."""
     subscription = request.query_params.get("external_subscription_id") or None
+    if text_issue(transaction_id) is not None or (
+        subscription is not None and text_issue(subscription) is not None
+    ):
+        raise NotFound("event")  # ids no store can hold (PostgreSQL: NUL) name no event
     event = await gateway_of(request).store.get_event(
         transaction_id=transaction_id, external_subscription_id=subscription
     )

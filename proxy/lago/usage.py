@@ -9,6 +9,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
 
 from metering.errors import NotAllowed, NotFound
+from metering.event_limits import text_issue
 from metering.models import SubscriptionStatus
 from proxy.lago.common import gateway_of, lago_json
 from proxy.lago_shapes import customer_usage_json
@@ -29,9 +30,11 @@ async def current_usage(
     """
     gateway = gateway_of(request)
     store = gateway.store
+    if text_issue(external_customer_id) is not None:  # no store holds it (PostgreSQL: NUL)
+        raise NotFound("customer")
     customer = await store.get_customer(external_id=external_customer_id)
     external_subscription_id = request.query_params.get("external_subscription_id")
-    if not external_subscription_id:
+    if not external_subscription_id or text_issue(external_subscription_id) is not None:
         raise NotAllowed(_NO_ACTIVE)
     try:
         subscription = await store.get_subscription(external_id=external_subscription_id)

@@ -4,11 +4,14 @@ and rows an older version stored never stop a read or a restart of the real proc
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from lago_python_client.client import Client
@@ -19,6 +22,7 @@ from proxy.simulator import SimulatorServer
 from tests.reliability.clients import chat_body
 from tests.reliability.conftest import GatewayFactory, LocalGateway
 from tests.reliability.support import ADMIN_KEY, ServedGateway, served_gateway
+from tests.support.postgres import create_schema, drop_schema, schema_url
 
 CODE = "llm_tokens"
 # JSON texts of `tokens` that older versions accepted with 200 (raw, as a client can send them).
@@ -302,3 +306,82 @@ def test_a_restart_after_absurd_events_and_old_rows_starts_and_serves(
     finally:
         served.stop()
     assert "Traceback" not in served.log()
+
+
+# -- the same app on PostgreSQL: NUMERIC holds NaN, and text with NUL is no id at all ----------
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    schema = asyncio.run(create_schema("tg_poisoned"))
+    try:
+        yield schema_url(schema)
+    finally:
+        asyncio.run(drop_schema(schema))
+
+
+async def pg_tamper(url: str, subscription: str) -> None:
+    """What older versions stored on PostgreSQL: odd numbers as JSON text, NaN rollups."""
+    conn = await asyncpg.connect(url)
+    try:
+        now_us = int(time.time() * 1_000_000)
+        for n, tokens in enumerate(["1e1000000", "-1e400", "NaN", "1" * 5000]):
+            properties = f'{{"model": "gpt-4o-mini", "type": "input", "tokens": {tokens}}}'
+            await conn.execute(
+                "INSERT INTO events (transaction_id, external_subscription_id, code, ts, "
+                "created_us, id, properties) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                f"old-{n}",
+                subscription,
+                CODE,
+                now_us,
+                now_us,
+                f"ev-old-{n}",
+                properties,
+            )
+        await conn.execute("UPDATE rollups SET total = 'NaN', maximum = 'Infinity'")
+    finally:
+        await conn.close()
+
+
+def test_on_postgres_usage_stays_exact_and_odd_ids_are_no_500(
+    make_gateway: GatewayFactory, pg_url: str
+) -> None:
+    gateway = make_gateway(store={"url": pg_url})
+    subscription = "acme:pg"
+    with admin(gateway.url) as client:
+        customer = {"external_id": "acme", "currency": "USD"}
+        assert client.post("/customers", json={"customer": customer}).status_code == 200
+        body = {
+            "external_customer_id": "acme",
+            "plan_code": "llm_default",
+            "external_id": subscription,
+        }
+        assert client.post("/subscriptions", json={"subscription": body}).status_code == 200
+        good = [tokens_event(f"good-{n}", "1280", subscription) for n in range(3)]
+        assert (
+            post(client, "/events/batch", f'{{"events": [{", ".join(good)}]}}').status_code == 200
+        )
+        bad = post(client, "/events", f'{{"event": {tokens_event("neg", "-1e400", subscription)}}}')
+        assert lago_422(bad) == {"properties.tokens": ["value_is_out_of_range"]}
+        nul_id = event_json('"transaction_id": "a\\u0000"', subscription)
+        nul = post(client, "/events", f'{{"event": {nul_id}}}')
+        assert lago_422(nul) == {"transaction_id": ["value_is_invalid"]}
+        assert current_usage_units(gateway.url, "acme", subscription) == 3840
+        asyncio.run(pg_tamper(pg_url, subscription))
+        assert current_usage_units(gateway.url, "acme", subscription) == 3840
+        # Ids PostgreSQL cannot hold name nothing: Lago's 404 and 405, never a 500.
+        assert client.get("/events/a%00b").status_code == 404
+        assert (
+            client.get("/events/good-0", params={"external_subscription_id": "a\x00"}).status_code
+            == 404
+        )
+        assert (
+            client.get(
+                "/customers/a%00/current_usage", params={"external_subscription_id": subscription}
+            ).status_code
+            == 404
+        )
+        usage = client.get(
+            "/customers/acme/current_usage", params={"external_subscription_id": "s\x00"}
+        )
+        assert usage.status_code == 405
