@@ -26,6 +26,7 @@ from litestar.openapi.spec import (
     SecurityScheme,
 )
 
+from metering.event_limits import MAX_TEXT
 from proxy.errors import LAGO_PREFIX
 
 __all__ = ["document_admin_api"]
@@ -123,11 +124,13 @@ _SUBSCRIPTION = _object(
     subscription_at=Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.DATE_TIME),
     billing_time=Schema(type=OpenAPIType.STRING, enum=["calendar", "anniversary"]),
 )
+# What a store can hold (metering.event_limits): ids of at most MAX_TEXT characters.
+_EVENT_ID = Schema(type=OpenAPIType.STRING, max_length=MAX_TEXT)
 _EVENT = _object(
     ["transaction_id", "external_subscription_id", "code"],
-    transaction_id=_STRING,
-    external_subscription_id=_STRING,
-    code=_STRING,
+    transaction_id=_EVENT_ID,
+    external_subscription_id=_EVENT_ID,
+    code=_EVENT_ID,
     timestamp=Schema(one_of=[Schema(type=OpenAPIType.INTEGER), _STRING]),
     properties=_ANY_OBJECT,
 )
