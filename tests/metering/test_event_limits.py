@@ -119,3 +119,14 @@ def test_both_batch_paths_refuse_what_a_store_cannot_hold(
     with pytest.raises(ValidationFailed) as general:
         build_events([good, bad], ids=["a", "b"], now=NOW)
     assert fast.value.issues == general.value.issues == {"1": issues}
+
+
+def test_deeply_nested_values_render_and_are_checked_without_recursion() -> None:
+    deep: list[Any] = []
+    innermost = deep
+    for _ in range(5000):  # deeper than Python's recursion limit
+        innermost.append([])
+        innermost = innermost[0]
+    innermost.append(Decimal("1E+4000"))
+    assert property_text(deep) == "[" * 5001 + "1E+4000" + "]" * 5001
+    assert property_issues({"deep": deep}) == {"properties.deep": [OUT]}
