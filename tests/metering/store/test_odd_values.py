@@ -134,10 +134,17 @@ def odd_rows(first_ts: int) -> list[tuple[object, ...]]:
     ]
 
 
-async def sqlite_good(path: Path) -> None:
+@contextlib.asynccontextmanager
+async def tampered(path: Path) -> AsyncIterator[sqlite3.Connection]:
+    """A file holding the good events, folded, then a plain connection to tamper with it."""
     async with opened_sqlite(path) as store:
         await store_good(store)
         await store.fold()
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        yield conn
+    finally:
+        conn.close()
 
 
 async def store_good(store: Store) -> None:
@@ -171,9 +178,7 @@ async def test_sqlite_rows_of_an_older_version_never_stop_a_start_or_a_read(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "old.db"
-    await sqlite_good(path)
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
+    async with tampered(path) as conn:
         # Unfolded events (the tail), and rollup numbers no domain sum can be.
         conn.executemany(
             f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
@@ -182,27 +187,23 @@ async def test_sqlite_rows_of_an_older_version_never_stop_a_start_or_a_read(
         conn.execute("UPDATE rollups SET total = 'NaN' WHERE grain = ?", (DAY_US,))
         conn.execute("UPDATE rollups SET total = '1E+1000000' WHERE grain = ?", (MONTH,))
         conn.execute("UPDATE rollups SET maximum = 1e309 WHERE grain = ?", (HOUR_US,))
-    finally:
-        conn.close()
-    for _ in range(2):  # the start folds the tail; a second start finds the same file fine
+    for start in range(2):  # the start folds the tail; a second start finds the file fine
         async with opened_sqlite(path) as store:
             await assert_exact(store)
-            await store_good_again(store)
+            await store_good_again(store, start)
             await store.fold()
 
 
-async def store_good_again(store: Store) -> None:
+async def store_good_again(store: Store, number: int = 0) -> None:
     """A write into the rollup rows that hold odd numbers (no tokens): it commits."""
-    item = event(f"again-{id(store)}", ts=at(hours=5, minutes=40), properties={"type": "input"})
+    item = event(f"again-{number}", ts=at(hours=5, minutes=40), properties={"type": "input"})
     (result,) = await store.write_batches([EventBatch(events=(item,))])
     assert result.stored
 
 
 async def test_an_older_versions_rollups_are_rebuilt_on_upgrade(tmp_path: Path) -> None:
     path = tmp_path / "v3.db"
-    await sqlite_good(path)
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
+    async with tampered(path) as conn:
         # What version 3 stored for an event of 10**25 tokens: in the rollups, a sum that
         # looks plausible. Such a value no longer counts, so the rollups must be rebuilt.
         conn.execute(
@@ -220,8 +221,6 @@ async def test_an_older_versions_rollups_are_rebuilt_on_upgrade(tmp_path: Path) 
         )
         conn.execute("UPDATE rollups SET total = total + 10000000000000000000000000")
         conn.execute("PRAGMA user_version = 3")
-    finally:
-        conn.close()
     async with opened_sqlite(path) as store:
         await assert_exact(store)
 
