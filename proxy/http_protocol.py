@@ -131,11 +131,10 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             # Typed int by uvicorn, used as a delay for call_later, which takes any number.
             self.timeout_keep_alive = self._limits.keep_alive_seconds  # type: ignore[assignment]
         # The head (or a chunk header and the trailers after the last chunk) being read: its
-        # bytes so far, its header lines, and how many such sections ended (to tell whether
-        # the one that outgrew the limit ended inside it).
+        # bytes so far, and how many such sections ended (to tell whether the one that
+        # outgrew the limit ended inside it).
         self._reading_head = True
         self._head_bytes = 0
-        self._header_count = 0
         self._ends = 0
         self._refused: GatewayError | None = None
         self._discard_left: int | None = None
@@ -203,11 +202,6 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             return
         self.data_received(data[room:])
 
-    def on_message_begin(self) -> None:
-        """uvicorn's new request, and a fresh count of its header lines."""
-        super().on_message_begin()
-        self._header_count = 0
-
     def on_url(self, url: bytes) -> None:
         """A piece of the request target; 414 once it is longer than the limit."""
         super().on_url(url)
@@ -221,10 +215,12 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
                 )
             )
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        """One header line; 431 past ``max_headers`` of them."""
-        self._header_count += 1
-        if self._header_count > self._limits.max_headers:
+    def on_headers_complete(self) -> None:
+        """The head is in: 431 past ``max_headers`` lines, else its body is now due within
+        ``body_timeout_seconds``."""
+        # Counted here rather than per header line (a callback each): the head's bytes are
+        # already bounded by max_header_bytes, so the list uvicorn built is bounded too.
+        if len(self.headers) > self._limits.max_headers:
             limit = self._limits.max_headers
             self._stop_parsing(
                 GatewayError(
@@ -233,10 +229,6 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
                     code="request_header_fields_too_large",
                 )
             )
-        super().on_header(name, value)
-
-    def on_headers_complete(self) -> None:
-        """The head is in: its body is now due within ``body_timeout_seconds``."""
         self._ends += 1
         self._reading_head = False
         self._phase = _BODY

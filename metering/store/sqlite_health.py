@@ -93,19 +93,20 @@ async def quick_check(conn: aiosqlite.Connection, path: Path) -> None:
 class FileIdentity:
     """The file a path named when the store opened it, to notice a deletion or replacement."""
 
-    __slots__ = ("_device", "_inode", "path")
+    __slots__ = ("_device", "_fspath", "_inode", "path")
 
     def __init__(self, path: Path) -> None:
         """Remember what ``path`` names now (call it right after the connection opened it)."""
         stat = os.stat(path)
         self.path = path
+        self._fspath = os.fspath(path)  # asked on every admission: no Path conversion each time
         self._device = stat.st_dev
         self._inode = stat.st_ino
 
     def changed(self) -> str | None:
         """Why the path no longer names the opened file, or None if it still does."""
         try:
-            stat = os.stat(self.path)
+            stat = os.stat(self._fspath)
         except FileNotFoundError:
             return (
                 f"the SQLite store {self.path} was deleted while tallygate had it open: stop "

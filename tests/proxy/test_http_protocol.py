@@ -141,7 +141,6 @@ async def test_every_uvicorn_internal_the_protocol_relies_on_still_exists() -> N
         "on_message_begin",
         "on_body",
         "on_url",
-        "on_header",
         "on_headers_complete",
         "on_message_complete",
         "on_response_complete",
@@ -153,7 +152,8 @@ async def test_every_uvicorn_internal_the_protocol_relies_on_still_exists() -> N
         uvicorn.Config(app, log_config=None), ServerState(), {}, asyncio.get_running_loop()
     )
     protocol.on_message_begin()
-    for name in ("loop", "cycle", "flow", "url", "server_state", "timeout_keep_alive", "tasks"):
+    attributes = ("loop", "cycle", "flow", "url", "headers", "server_state", "timeout_keep_alive")
+    for name in (*attributes, "tasks"):
         if not hasattr(protocol, name):
             missing.append(f"HttpToolsProtocol.{name}")
     if not hasattr(protocol.server_state, "default_headers"):
