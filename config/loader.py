@@ -259,6 +259,9 @@ def _check_semantics(settings: Settings, issues: list[ConfigIssue]) -> None:
         ("server.keep_alive_seconds", server.keep_alive_seconds, 0.01),
         ("store.busy_timeout_seconds", settings.store.busy_timeout_seconds, 0),
         ("store.max_pending_events", settings.store.max_pending_events, 1),
+        ("store.statement_timeout_seconds", settings.store.statement_timeout_seconds, 0.01),
+        ("store.connect_timeout_seconds", settings.store.connect_timeout_seconds, 0.01),
+        ("store.ping_timeout_seconds", settings.store.ping_timeout_seconds, 0.01),
     ):
         if value < least:
             issues.append(ConfigIssue(path, f"a number >= {least}", str(value)))

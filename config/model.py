@@ -70,6 +70,14 @@ class StoreSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: It reads every page (about as long as reading the file from disk): turn it off for very
     #: large files. Damage found while serving still takes the gateway out of service.
     check_integrity_at_start: bool = True
+    #: PostgreSQL: seconds one statement may go unanswered (a hung server, a dead network path)
+    #: before it fails and the store counts as unavailable: writes are rolled back and retried
+    #: (new requests get 503 meanwhile), reads answer 503. Long enough for a busy database.
+    statement_timeout_seconds: float = 30.0
+    #: PostgreSQL: seconds to open a connection (TCP, TLS and login) before it counts as failed.
+    connect_timeout_seconds: float = 10.0
+    #: PostgreSQL: seconds ``/readyz`` waits for the server's answer before it says 503.
+    ping_timeout_seconds: float = 5.0
 
 
 class UpstreamSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -82,7 +82,13 @@ def open_store(settings: Settings) -> Store:
     """The store ``settings.store.url`` names (not yet opened): SQLite file or PostgreSQL."""
     url = settings.store.url
     if is_postgres(url):
-        return PostgresStore(url, rollup_extra_keys=ROLLUP_EXTRA_KEYS)
+        return PostgresStore(
+            url,
+            rollup_extra_keys=ROLLUP_EXTRA_KEYS,
+            statement_timeout=settings.store.statement_timeout_seconds,
+            connect_timeout=settings.store.connect_timeout_seconds,
+            ping_timeout=settings.store.ping_timeout_seconds,
+        )
     return SQLiteStore(
         sqlite_path(url),
         rollup_extra_keys=ROLLUP_EXTRA_KEYS,

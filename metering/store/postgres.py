@@ -12,7 +12,11 @@ between replicas rests on the database, never on this process's memory:
 - migrations: under a session advisory lock at open (``postgres_schema``).
 
 Connection failures, deadlocks, serialization failures, lack of resources and operator
-intervention surface as :class:`~metering.errors.StoreUnavailable`; a refused login (password,
+intervention surface as :class:`~metering.errors.StoreUnavailable`, and so does a server that
+does not answer (a hung server, a dead network path): every statement is bounded by
+``statement_timeout`` (asyncpg's client-side ``command_timeout``; a transaction cut by it is
+never committed, and its connection is discarded), every connection attempt by
+``connect_timeout``, and :meth:`PostgresStore.ping` by ``ping_timeout``; a refused login (password,
 role, database) as :class:`~metering.errors.StoreBroken`, as does, at open, any other refusal
 of the server's (no schema and no right to create it...); an event batch with a value
 PostgreSQL cannot hold, as :class:`~metering.errors.RecordRefused`.
@@ -84,6 +88,8 @@ def _unavailable() -> Iterator[None]:
         yield
     except _REFUSED as exc:
         raise StoreBroken(f"postgresql refused: {exc}") from exc
+    except TimeoutError as exc:  # an OSError too, but its message is empty
+        raise StoreUnavailable("postgresql did not answer in time") from exc
     except _UNAVAILABLE as exc:
         raise StoreUnavailable(f"postgresql: {exc}") from exc
 
@@ -98,13 +104,22 @@ def _refused_at_open() -> Iterator[None]:
         raise StoreBroken(f"postgresql refused: {exc}") from exc
 
 
+async def _select_one(pool: asyncpg.Pool) -> bool:
+    """Whether ``pool``'s server answers ``SELECT 1`` (False on any operational failure)."""
+    try:
+        return bool(await pool.fetchval("SELECT 1") == 1)
+    except _UNAVAILABLE:
+        return False
+
+
 class PostgresStore(SqlFacade[Conn]):
     """The PostgreSQL adapter; see the module docstring.
 
     ``dsn`` is a ``postgresql://`` URL (asyncpg passes unknown query parameters, such as
     ``search_path``, on as server settings). ``rollup_extra_keys`` as for the SQLite store.
-    ``max_connections`` bounds the pool; ``close_timeout`` how long :meth:`close` waits for
-    busy connections.
+    ``max_connections`` bounds the pool; ``statement_timeout`` (seconds) how long one
+    statement may go unanswered, ``connect_timeout`` one connection attempt, ``ping_timeout``
+    :meth:`ping`; ``close_timeout`` how long :meth:`close` waits for busy connections.
     """
 
     def __init__(
@@ -113,18 +128,24 @@ class PostgresStore(SqlFacade[Conn]):
         *,
         rollup_extra_keys: Sequence[str] = (),
         max_connections: int = 10,
+        statement_timeout: float = 30.0,
         connect_timeout: float = 10.0,
+        ping_timeout: float = 5.0,
         close_timeout: float = 2.0,
     ) -> None:
         self._dsn = dsn
         self._extra_keys = tuple(rollup_extra_keys)
         self._max_connections = max_connections
+        self._statement_timeout = statement_timeout
         self._connect_timeout = connect_timeout
+        self._ping_timeout = ping_timeout
         self._close_timeout = close_timeout
         super().__init__(PostgresDialect())
         self._pool: asyncpg.Pool | None = None
         # code -> spec of its rollups as last seen; a hint for reads, checked by each read.
         self._specs: dict[str, RollupSpec] = {}
+        # The SELECT 1 under way: readiness probes share it rather than pile up connections.
+        self._probe: asyncio.Task[bool] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def open(self) -> None:
@@ -134,9 +155,16 @@ class PostgresStore(SqlFacade[Conn]):
         with _refused_at_open(), _unavailable():
             pool = await asyncpg.create_pool(
                 self._dsn,
-                min_size=1,
+                # No floor of idle connections: asyncpg (0.32) would restore it in the
+                # background while the server is unreachable, logging a traceback each time.
+                # Connections are made on demand, each bounded by connect_timeout.
+                min_size=0,
                 max_size=self._max_connections,
                 timeout=self._connect_timeout,
+                # Per statement, client-side: a server that never answers (packets dropped,
+                # the connection still open) fails the statement with TimeoutError instead of
+                # hanging; asyncpg then cancels it and, that failing too, drops the connection.
+                command_timeout=self._statement_timeout,
                 # asyncpg prepares every statement; after five runs PostgreSQL may switch to a
                 # generic plan, which for the range joins of aggregate() ignores the bounds
                 # (580 ms instead of 40 ms at 100k events). Planning each time costs ~1 ms.
@@ -170,6 +198,11 @@ class PostgresStore(SqlFacade[Conn]):
         """Close the pool (idempotent); connections still busy after ``close_timeout`` seconds
         are cut (a query on a dead network path never returns: shutdown must not wait)."""
         pool, self._pool = self._pool, None
+        probe, self._probe = self._probe, None
+        if probe is not None:
+            probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await probe
         if pool is not None:
             # asyncpg's advice: a timeout around close(), which terminates the pool when cut.
             with contextlib.suppress(TimeoutError):
@@ -181,13 +214,18 @@ class PostgresStore(SqlFacade[Conn]):
         return None
 
     async def ping(self) -> bool:
-        """Whether the database answers ``SELECT 1``."""
+        """Whether the database answers ``SELECT 1`` within ``ping_timeout`` seconds.
+
+        A probe that takes longer goes on (bounded by the statement and connect timeouts)
+        and later calls wait for it instead of starting another.
+        """
         if self._pool is None:
             return False
-        try:
-            return bool(await self._pool.fetchval("SELECT 1") == 1)
-        except _UNAVAILABLE:
-            return False
+        probe = self._probe
+        if probe is None or probe.done():
+            probe = self._probe = asyncio.create_task(_select_one(self._pool))
+        done, _ = await asyncio.wait([probe], timeout=self._ping_timeout)
+        return bool(done) and probe.result()
 
     # -- plumbing ----------------------------------------------------------------------------
     async def _read(self, op: Callable[[Conn], Awaitable[T]]) -> T:
@@ -253,6 +291,11 @@ class PostgresStore(SqlFacade[Conn]):
     # -- events ------------------------------------------------------------------------------
     async def write_batches(self, batches: Sequence[EventBatch]) -> list[BatchResult]:
         """Store the batches in one transaction, each atomically, with their rollups."""
+        # Suspend before asyncpg is touched: the EventWriter runs a write's first step in its
+        # own task, and a connection made in that step would tie asyncpg's connect timeout
+        # (asyncio.timeout: it cancels the task it was entered in) to the writer's task,
+        # so a connect timing out would cancel the writer instead of failing this write.
+        await asyncio.sleep(0)
 
         async def write(conn: Conn) -> tuple[list[BatchResult], dict[str, RollupSpec]]:
             with refused_on(_NOT_STORABLE):  # inside the transaction: it rolls back

@@ -206,6 +206,28 @@ def test_connection_limits_have_sane_defaults_and_refuse_nonsense(tmp_path: Path
     }
 
 
+def test_store_timeouts_have_sane_defaults_and_refuse_nonsense(tmp_path: Path) -> None:
+    store = load_settings(env={}).store
+    timeouts = (
+        store.statement_timeout_seconds,
+        store.connect_timeout_seconds,
+        store.ping_timeout_seconds,
+    )
+    assert timeouts == (30.0, 10.0, 5.0)
+    path = write(
+        tmp_path,
+        "[store]\nstatement_timeout_seconds = 0\nconnect_timeout_seconds = -1\n"
+        "ping_timeout_seconds = 0\n",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, env={})
+    assert {issue.path for issue in caught.value.issues} == {
+        "store.statement_timeout_seconds",
+        "store.connect_timeout_seconds",
+        "store.ping_timeout_seconds",
+    }
+
+
 def test_an_upstream_may_name_its_organization_and_project(tmp_path: Path) -> None:
     path = write(
         tmp_path,

@@ -4,7 +4,8 @@ Stopping or breaking the shared PostgreSQL server is never an option (other test
 the gateway reaches it through this relay instead, and the test makes the store fail by
 cutting the relay. :meth:`TcpRelay.blackhole` keeps every connection open and drops what is
 sent, the way a dead network path or a hung server looks (nothing fails, nothing answers);
-:meth:`TcpRelay.refuse` closes every connection and refuses new ones.
+:meth:`TcpRelay.refuse` closes every connection and refuses new ones; :meth:`TcpRelay.restore`
+brings the path back.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ class TcpRelay:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._dropping = False
+        # Connections that lost bytes (or were accepted) while dropping: a byte stream with a
+        # hole in it is no connection; restore() closes them, the way TCP resets a dead one.
+        self._lost: set[asyncio.StreamWriter] = set()
         self.port = 0
 
     def start(self) -> TcpRelay:
@@ -42,6 +46,11 @@ class TcpRelay:
     def blackhole(self) -> None:
         """From now on, drop every byte both ways; connections stay open, new ones too."""
         self._dropping = True
+
+    def restore(self) -> None:
+        """Relay again after :meth:`blackhole`: new connections reach the target, and those
+        that lost bytes meanwhile are closed (their peers see them fail)."""
+        self._call(self._restore())
 
     def refuse(self) -> None:
         """Close every connection and stop listening: connecting is refused."""
@@ -66,6 +75,13 @@ class TcpRelay:
             writer.transport.abort()
         self._writers.clear()
 
+    async def _restore(self) -> None:
+        self._dropping = False
+        for writer in list(self._lost):
+            writer.transport.abort()
+            self._writers.discard(writer)
+        self._lost.clear()
+
     async def _close(self) -> None:
         await self._refuse()
         # Every transport is aborted: the pumps read their end and finish by themselves.
@@ -76,6 +92,7 @@ class TcpRelay:
     async def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
         if self._dropping:
+            self._lost.add(writer)
             await self._pump(reader, None)
             return
         try:
@@ -84,14 +101,22 @@ class TcpRelay:
             writer.transport.abort()
             return
         self._writers.add(up_writer)
-        await asyncio.gather(self._pump(reader, up_writer), self._pump(up_reader, writer))
+        pair = (writer, up_writer)
+        await asyncio.gather(
+            self._pump(reader, up_writer, pair), self._pump(up_reader, writer, pair)
+        )
 
     async def _pump(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter | None
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter | None,
+        pair: tuple[asyncio.StreamWriter, ...] = (),
     ) -> None:
         try:
             while data := await reader.read(65536):
-                if writer is not None and not self._dropping:
+                if self._dropping:
+                    self._lost.update(pair)
+                elif writer is not None:
                     writer.write(data)
                     await writer.drain()
         except (ConnectionError, OSError):
