@@ -200,9 +200,9 @@ class PostgresStore(SqlFacade[Conn]):
         pool, self._pool = self._pool, None
         probe, self._probe = self._probe, None
         if probe is not None:
+            # Its connection's release may wait on the dead path: the pool's close cuts it.
             probe.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await probe
+            await asyncio.wait([probe], timeout=self._close_timeout)
         if pool is not None:
             # asyncpg's advice: a timeout around close(), which terminates the pool when cut.
             with contextlib.suppress(TimeoutError):
