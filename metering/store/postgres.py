@@ -14,8 +14,9 @@ between replicas rests on the database, never on this process's memory:
 Connection failures, deadlocks, serialization failures, lack of resources and operator
 intervention surface as :class:`~metering.errors.StoreUnavailable`, and so does a server that
 does not answer (a hung server, a dead network path): every statement is bounded by
-``statement_timeout`` (asyncpg's client-side ``command_timeout``; a transaction cut by it is
-never committed, and its connection is discarded), every connection attempt by
+``statement_timeout`` (asyncpg's client-side ``command_timeout``; the cut transaction's
+connection is discarded, so the server rolls it back; a COMMIT cut may have committed, and the
+events' transaction ids make the writer's retry a no-op then), every connection attempt by
 ``connect_timeout``, and :meth:`PostgresStore.ping` by ``ping_timeout``; a refused login (password,
 role, database) as :class:`~metering.errors.StoreBroken`, as does, at open, any other refusal
 of the server's (no schema and no right to create it...); an event batch with a value
