@@ -29,7 +29,14 @@ from typing import Any
 from metering.errors import IssueMap, add_issue
 from metering.values import VALUE_LIMIT, in_domain, property_text
 
-__all__ = ["MAX_TEXT", "number_issue", "plain_text", "property_issues", "text_issue"]
+__all__ = [
+    "MAX_TEXT",
+    "number_issue",
+    "plain_text",
+    "property_issues",
+    "text_issue",
+    "unstorable_text",
+]
 
 #: The most characters an id, a property name or a property value's text may have.
 MAX_TEXT = 255
@@ -53,6 +60,30 @@ def text_issue(text: str) -> str | None:
     if "\x00" in text or (not text.isascii() and _SURROGATE.search(text) is not None):
         return _INVALID
     return None
+
+
+def unstorable_text(document: Mapping[str, Any]) -> IssueMap:
+    """Every field of an admin input (a customer, plan, metric, subscription...) whose text no
+    store can hold: ``U+0000`` or a lone surrogate, in a name or a value, at any depth.
+
+    Issues are keyed by the top-level field they were found under (``value_is_invalid``). Unlike
+    events, these inputs keep their own length rules (a description may be long).
+    """
+    issues: IssueMap = {}
+    for field, value in document.items():
+        pending: list[Any] = [field, value]  # walked without recursion: any depth is fine
+        while pending:
+            item = pending.pop()
+            if isinstance(item, str):
+                if "\x00" in item or (not item.isascii() and _SURROGATE.search(item)):
+                    add_issue(issues, str(field), _INVALID)
+                    break
+            elif isinstance(item, Mapping):
+                for key, nested in item.items():
+                    pending += (key, nested)
+            elif isinstance(item, list | tuple):
+                pending.extend(item)
+    return issues
 
 
 def number_issue(value: Any) -> str | None:

@@ -15,6 +15,8 @@ from litestar import Request, Response
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
+from metering.errors import ValidationFailed
+from metering.event_limits import unstorable_text
 from metering.ports import Page
 from proxy.errors import GatewayError
 from proxy.keys import bearer_token
@@ -70,6 +72,11 @@ async def read_root(request: Request[Any, Any, Any], root: str) -> dict[str, Any
             "invalid_request",
             f"BadRequest: param is missing or the value is empty or invalid: {root}",
         )
+    # Text no store can hold is refused here, for every admin input, not by the store (a NUL
+    # is fine in SQLite and a 500 from PostgreSQL).
+    issues = unstorable_text(value)
+    if issues:
+        raise ValidationFailed(issues)
     return value
 
 

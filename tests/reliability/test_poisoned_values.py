@@ -385,3 +385,35 @@ def test_on_postgres_usage_stays_exact_and_odd_ids_are_no_500(
             "/customers/acme/current_usage", params={"external_subscription_id": "s\x00"}
         )
         assert usage.status_code == 405
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_admin_inputs_with_text_no_store_can_hold_are_a_422_and_store_nothing(
+    make_gateway: GatewayFactory, request: pytest.FixtureRequest, store: str
+) -> None:
+    """A NUL anywhere in a customer, metric, plan or subscription (PostgreSQL's ``text``
+    cannot hold one: a 500 there before) is Lago's 422 naming the field; nothing is stored."""
+    url = request.getfixturevalue("pg_url") if store == "postgres" else None
+    gateway = make_gateway(store={"url": url} if url else {})
+    with admin(gateway.url) as client:
+        nul_id = {"external_id": "acme\u0000", "currency": "USD"}
+        assert lago_422(client.post("/customers", json={"customer": nul_id})) == {
+            "external_id": ["value_is_invalid"]
+        }
+        nested = {"external_id": "acme", "metadata": [{"key": "k", "value": "v\u0000"}]}
+        assert lago_422(client.post("/customers", json={"customer": nested})) == {
+            "metadata": ["value_is_invalid"]
+        }
+        assert client.get("/customers/acme").status_code == 404
+        metric = {"name": "m", "code": "m\u0000", "aggregation_type": "count_agg"}
+        assert lago_422(client.post("/billable_metrics", json={"billable_metric": metric})) == {
+            "code": ["value_is_invalid"]
+        }
+        plan = {"name": "p", "code": "p", "interval": "monthly", "amount_cents": 0}
+        plan |= {"amount_currency": "USD", "description": "\u0000"}
+        assert lago_422(client.post("/plans", json={"plan": plan})) == {
+            "description": ["value_is_invalid"]
+        }
+        assert client.get("/plans/p").status_code == 404
+        # The same inputs without the NUL are served: the refusal is about the text alone.
+        assert client.post("/customers", json={"customer": {"external_id": "acme"}}).is_success
