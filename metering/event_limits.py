@@ -57,9 +57,12 @@ def text_issue(text: str) -> str | None:
     """Why a store cannot hold ``text`` as an id, a property name or a value; ``None`` if it can."""
     if len(text) > MAX_TEXT:
         return _TOO_LONG
-    if "\x00" in text or (not text.isascii() and _SURROGATE.search(text) is not None):
-        return _INVALID
-    return None
+    return _INVALID if _unstorable(text) else None
+
+
+def _unstorable(text: str) -> bool:
+    """Whether ``text`` holds a character no store can keep (NUL, a lone surrogate)."""
+    return "\x00" in text or (not text.isascii() and _SURROGATE.search(text) is not None)
 
 
 def unstorable_text(document: Mapping[str, Any]) -> IssueMap:
@@ -75,7 +78,7 @@ def unstorable_text(document: Mapping[str, Any]) -> IssueMap:
         while pending:
             item = pending.pop()
             if isinstance(item, str):
-                if "\x00" in item or (not item.isascii() and _SURROGATE.search(item)):
+                if _unstorable(item):
                     add_issue(issues, str(field), _INVALID)
                     break
             elif isinstance(item, Mapping):

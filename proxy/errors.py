@@ -39,6 +39,7 @@ __all__ = [
     "GatewayError",
     "error_document",
     "exception_handlers",
+    "internal_error",
     "log_server_error",
     "openai_error",
 ]
@@ -207,13 +208,17 @@ def _handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Respons
     return _json(status, _openai_body(message, type_, None, None), headers)
 
 
+def internal_error() -> GatewayError:
+    """The client's side of a bug: a 500 that says nothing of what failed."""
+    return GatewayError(
+        "internal", "The gateway failed to handle the request.", code="internal_error"
+    )
+
+
 def _handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     # A bug in a route: a 500 in the route's envelope (Litestar's own is neither), logged
     # with its traceback by _logging_5xx.
-    failed = GatewayError(
-        "internal", "The gateway failed to handle the request.", code="internal_error"
-    )
-    return _handle_gateway(request, failed)
+    return _handle_gateway(request, internal_error())
 
 
 def log_server_error(

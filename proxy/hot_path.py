@@ -29,7 +29,7 @@ from litestar.types import Message, Receive, Send
 from config import ServerSettings
 from metering.errors import MeteringError
 from proxy.authorization import single_authorization
-from proxy.errors import GatewayError, log_server_error, openai_error
+from proxy.errors import GatewayError, internal_error, log_server_error, openai_error
 from proxy.ids import new_request_id
 from proxy.relay import Emit
 from proxy.request_head import require_json
@@ -173,10 +173,7 @@ async def serve(
         # The app's outer boundary, as Litestar's exception middleware is for the other
         # routes: a bug still answers in OpenAI's envelope (with a request id), and is logged.
         failure = exc
-        failed = GatewayError(
-            "internal", "The gateway failed to handle the request.", code="internal_error"
-        )
-        reply = _error_reply(failed)
+        reply = _error_reply(internal_error())
     if reply.status >= 500:
         request_id = next(v for n, v in reply.headers if n == b"x-request-id").decode()
         log_server_error(reply.status, scope["method"], scope["path"], request_id, failure)
